@@ -149,16 +149,12 @@ def _failure_message(report) -> tuple[str, bool]:
     text = crash.message if crash is not None else str(report.longrepr)
     first = text.strip().splitlines()[0] if text.strip() else "failed"
     if first.startswith("NotImplementedError"):
-        detail = first.removeprefix("NotImplementedError").lstrip(": ")
-        return f"not implemented yet ({detail or 'raises NotImplementedError'})", True
+        return "not implemented yet (raises NotImplementedError)", True
     if "Timeout" in first and "pytest-timeout" in first:
-        return (
-            f"timed out ({first.split('(')[-1].split(')')[0]}): an endless loop, or far too slow?",
-            False,
-        )
-    for prefix in ("AssertionError: ", "Failed: ", "assert "):
-        if first.startswith(prefix) and prefix != "assert ":
-            first = first[len(prefix) :]
+        limit = first.split("(")[-1].split(")")[0]
+        return f"timed out ({limit}): an endless loop, or far too slow?", False
+    for prefix in ("AssertionError: ", "Failed: "):
+        first = first.removeprefix(prefix)
     return first, False
 
 
@@ -266,6 +262,10 @@ class GradingReport:
             )
         done = sum(r.status == "PASS" for r in rows)
         lines.append(f"{done}/{len(rows)} graded functions pass")
+        if done < len(rows):
+            lines.append(
+                "Tracebacks for one function: make test-weekN FUNCTIONS=name ARGS=--tb=short"
+            )
         return lines
 
 
@@ -315,7 +315,7 @@ def spec_args(
         "-q",
         "--no-header",
         "-rN",
-        "--tb=line",
+        "--tb=no",
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
         "--rootdir",
