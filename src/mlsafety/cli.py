@@ -67,6 +67,12 @@ def _data(args) -> int:
     return 0
 
 
+def _lab(args) -> int:
+    from mlsafety.lab import run_lab
+
+    return run_lab(args.port, args.ip, args.notebook)
+
+
 def _weeks(args) -> int:
     from mlsafety.weeks import all_weeks
 
@@ -98,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="*")
     p.add_argument("--profile", default=None)
     p.set_defaults(run=_data)
+    p = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 with a token")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--ip", default="127.0.0.1")
+    p.add_argument(
+        "--notebook", default=None, help="path of a notebook to open, from the repository root"
+    )
+    p.set_defaults(run=_lab)
     p = sub.add_parser("weeks", help="list the labs")
     p.set_defaults(run=_weeks)
     args, extra = parser.parse_known_args(argv)

@@ -1,0 +1,73 @@
+# The front door of the ML Safety labs. `make` alone lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Extra index for the torch wheel's flavour, e.g. https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+IMPL ?= student
+FUNCTIONS ?=
+ARGS ?=
+PROFILE ?=
+PORT ?= 8888
+
+.PHONY: help setup lab test test-week% verify-% assets data lint format lock clean weeks
+
+help: ## Show this help
+	@echo "ML Safety labs. Usage: make <target> [VAR=value]"
+	@echo
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
+	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
+	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
+
+$(STAMP): environments/requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11) and "Python 3.11+ is needed; set PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r environments/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+	@echo "mlsafety: environment ready in $(VENV)"
+
+setup: $(STAMP) ## Build the .venv from environments/ (seconds when already built)
+
+lab: $(STAMP) ## Start JupyterLab on 127.0.0.1:8888 (PORT=...) with a token; prints the URL
+	$(BIN)/mlsafety lab --port $(PORT)
+
+test: $(STAMP) ## The project's own test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+test-%: $(STAMP) ## Grade a week: make test-week3 [IMPL=solution|<folder>] [FUNCTIONS=pgd_linf]
+	@$(BIN)/mlsafety test $* --impl $(IMPL) $(if $(FUNCTIONS),--functions $(FUNCTIONS)) -- $(ARGS)
+
+verify-%: $(STAMP) ## Prove a week's specs: solution passes, stubs fail, mutants caught
+	@$(BIN)/mlsafety verify $(patsubst week%,%,$*)
+
+weeks: $(STAMP) ## List the labs
+	@$(BIN)/mlsafety weeks
+
+assets: $(STAMP) ## Build the checkpoints for PROFILE (cached; default: this machine's)
+	$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE))
+
+data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's)
+	$(BIN)/mlsafety data $(if $(PROFILE),--profile $(PROFILE))
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff fix and format, strip notebook outputs
+	$(BIN)/ruff check --fix . ; $(BIN)/ruff format . ; git ls-files '*.ipynb' | xargs -r $(BIN)/nbstripout
+
+lock: $(STAMP) ## Regenerate environments/requirements.txt from requirements.in
+	$(BIN)/python scripts/lock_requirements.py
+
+clean: ## Remove the venv, built data and caches
+	rm -rf $(VENV) data .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,32 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def smoke_copy(tmp_path_factory):
+    """The offline digits written into a fresh folder (not the shared data root)."""
+    from mlsafety.data import write_smoke_data
+
+    return write_smoke_data(tmp_path_factory.mktemp("smoke") / "smoke")
+
+
+def run(cmd, timeout=600, env=None, cwd=ROOT, check=False):
+    """Run a command from the repository root; returns the CompletedProcess."""
+    result = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result

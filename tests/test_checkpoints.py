@@ -1,0 +1,55 @@
+import pickle
+
+import pytest
+import torch
+
+from mlsafety import SetupError
+from mlsafety.checkpoints import load_checkpoint, read_record, save_checkpoint
+from mlsafety.data import sha256_file
+from mlsafety.models import SmallCNN, small_cnn_for
+
+
+def test_round_trip_keeps_weights_and_records_the_hash(tmp_path):
+    model = small_cnn_for(torch.zeros(1, 3, 32, 32), width=8, seed=1)
+    path = tmp_path / "m.pt"
+    digest = save_checkpoint(model, path, {"note": "test"})
+    assert digest == sha256_file(path) == read_record(path)["sha256"]
+    assert read_record(path)["note"] == "test"
+    loaded = load_checkpoint(path)
+    assert isinstance(loaded, SmallCNN) and not loaded.training
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_a_tampered_checkpoint_is_refused_before_unpickling(tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    save_checkpoint(SmallCNN(width=4), path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load ran on a bad file"))
+    with pytest.raises(SetupError, match="corrupted") as err:
+        load_checkpoint(path)
+    assert "make assets" in str(err.value)
+
+
+def test_wrong_expected_hash_and_missing_files_are_errors(tmp_path):
+    path = tmp_path / "m.pt"
+    save_checkpoint(SmallCNN(width=4), path)
+    with pytest.raises(SetupError, match="corrupted"):
+        load_checkpoint(path, sha256="0" * 64)
+    with pytest.raises(SetupError, match="not found") as err:
+        load_checkpoint(tmp_path / "absent.pt")
+    assert "make assets" in str(err.value)
+
+
+class Payload:
+    def __reduce__(self):  # what a malicious checkpoint would carry
+        return (print, ("code ran",))
+
+
+def test_loading_never_unpickles_arbitrary_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"class": "SmallCNN", "config": {}, "state_dict": {}, "x": Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path, sha256=sha256_file(path))  # hash matches; weights_only still refuses

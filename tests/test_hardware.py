@@ -1,0 +1,66 @@
+import types
+
+import pytest
+import torch
+
+from mlsafety import SetupError
+from mlsafety.hardware import PROFILES, pick_device, pick_profile
+
+
+def test_device_defaults_to_the_best_available(monkeypatch):
+    monkeypatch.delenv("MLSAFETY_DEVICE", raising=False)
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else "mps"
+        if torch.backends.mps.is_available()
+        else "cpu"
+    )
+    assert pick_device().type == expected
+
+
+def test_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.delenv("MLSAFETY_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device().type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device().type == "cuda"
+
+
+def test_environment_overrides_the_device(monkeypatch):
+    monkeypatch.setenv("MLSAFETY_DEVICE", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device().type == "cpu"
+
+
+def test_asking_for_an_absent_gpu_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("MLSAFETY_DEVICE", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SetupError, match="asks for CUDA but torch sees no GPU") as err:
+        pick_device()
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("MLSAFETY_DEVICE", "tpu9")
+    with pytest.raises(SetupError, match="not a device name"):
+        pick_device()
+
+
+def test_profile_follows_the_device_and_the_environment(monkeypatch):
+    monkeypatch.delenv("MLSAFETY_PROFILE", raising=False)
+    assert pick_profile(device=types.SimpleNamespace(type="cuda")).name == "gpu"
+    assert pick_profile(device=torch.device("cpu")).name == "cpu"
+    assert pick_profile(device=types.SimpleNamespace(type="mps")).name == "cpu"
+    monkeypatch.setenv("MLSAFETY_PROFILE", "smoke")
+    assert pick_profile(device=types.SimpleNamespace(type="cuda")).name == "smoke"
+    monkeypatch.setenv("MLSAFETY_PROFILE", "huge")
+    with pytest.raises(SetupError, match="unknown profile 'huge'; choose one of: smoke, cpu, gpu"):
+        pick_profile()
+
+
+def test_profiles_grow_from_smoke_to_gpu():
+    smoke, cpu, gpu = PROFILES["smoke"], PROFILES["cpu"], PROFILES["gpu"]
+    assert smoke.dataset == "digits"  # the only profile that runs offline
+    assert smoke.train_examples < cpu.train_examples < gpu.train_examples
+    assert smoke.budget_seconds == 60 and cpu.budget_seconds == 300 and gpu.budget_seconds == 120
+    with pytest.raises(AttributeError):
+        smoke.epochs = 100  # frozen: nobody edits a shared budget by accident

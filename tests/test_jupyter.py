@@ -1,0 +1,81 @@
+"""`make lab`'s server: a real JupyterLab on loopback that refuses requests without the token."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from mlsafety.lab import lab_command, lab_token
+
+from .conftest import BIN, ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_a_token_is_always_set(monkeypatch):
+    monkeypatch.delenv("JUPYTER_TOKEN", raising=False)
+    token, generated = lab_token()
+    assert generated and len(token) >= 24
+    monkeypatch.setenv("JUPYTER_TOKEN", "   ")
+    assert lab_token()[0].strip()  # blank means "generate one", never an open server
+    monkeypatch.setenv("JUPYTER_TOKEN", "chosen")
+    assert lab_token() == ("chosen", False)
+
+
+def test_allow_root_only_for_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "--allow-root" not in lab_command(8888)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert "--allow-root" in lab_command(8888)
+    assert "--ServerApp.ip=127.0.0.1" in lab_command(8888)
+
+
+@pytest.mark.timeout(120)
+def test_the_lab_server_answers_only_with_the_token():
+    port = free_port()
+    env = {**os.environ, "JUPYTER_TOKEN": "s3cret-token-for-test"}
+    proc = subprocess.Popen(
+        [str(BIN / "mlsafety"), "lab", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if status(f"{base}/api/status?token=s3cret-token-for-test") == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("JupyterLab did not answer within 60 s")
+        assert status(f"{base}/api/status") == 403
+        assert status(f"{base}/api/status?token=wrong") == 403
+        assert status(f"{base}/api/contents/labs?token=s3cret-token-for-test") == 200
+        assert status(f"{base}/lab?token=s3cret-token-for-test") == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/lab?token=s3cret-token-for-test" in out

@@ -1,0 +1,48 @@
+"""Every lab notebook runs top to bottom with the reference solution at the
+smoke profile (offline data), in a real Jupyter kernel."""
+
+import time
+
+import pytest
+
+from mlsafety.weeks import all_weeks
+
+NOTEBOOKS = sorted(p / "lab.ipynb" for p in all_weeks().values())
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.parent.name)
+def test_notebook_runs_with_the_solution_at_smoke(path, monkeypatch, capsys):
+    import nbclient
+    import nbformat
+
+    monkeypatch.setenv("MLSAFETY_PROFILE", "smoke")
+    monkeypatch.setenv("MLSAFETY_IMPL", "solution")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    started = time.perf_counter()
+    client = nbclient.NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    seconds = time.perf_counter() - started
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "profile=smoke" in outputs, "the notebook should print the profile it runs at"
+    assert "graded functions pass" in outputs, "the notebook should end with the inline self-check"
+    with capsys.disabled():
+        print(f"\n{path.parent.name}/lab.ipynb ran in {seconds:.1f} s at the smoke profile")
+
+
+def test_notebooks_are_committed_without_outputs():
+    import nbformat
+
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        dirty = [
+            i
+            for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.outputs or c.execution_count)
+        ]
+        assert not dirty, f"{path} has outputs in cells {dirty}: run `make format` (nbstripout)"

@@ -1,0 +1,15 @@
+"""For every week: the specs pass on the solution, fail for every graded
+function on the committed stubs, and catch every buggy variant."""
+
+import pytest
+
+from mlsafety.weeks import all_weeks
+
+from .conftest import BIN, run
+
+
+@pytest.mark.parametrize("week", sorted(all_weeks()), ids=lambda n: f"week{n:02d}")
+def test_specs_prove_themselves(week):
+    result = run([str(BIN / "mlsafety"), "verify", str(week)], timeout=900)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert "MISSED" not in result.stdout
