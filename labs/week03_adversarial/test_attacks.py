@@ -107,6 +107,9 @@ def test_images_stay_in_unit_range(attacks, model, digits, name, kind):
     x, y = digits  # digits have many pixels at exactly 0, so a missing clamp shows
     kw = {} if name == "fgsm" else {"random_start": True}
     x_adv = run(attacks, name, model, x, y, **kw)
+    if name != "fgsm":  # the random start alone must stay in [0, 1] too
+        start = run(attacks, name, model, x, y, steps=0, random_start=True)
+        x_adv = torch.cat([x_adv, start])
     lo, hi = x_adv.min().item(), x_adv.max().item()
     assert lo >= -1e-6 and hi <= 1 + 1e-6, (
         f"{name}: adversarial images leave [0, 1] (min {lo:.4f}, max {hi:.4f}); clamp x_adv to [0, 1]"
@@ -127,6 +130,26 @@ def test_output_is_like_the_input(attacks, model, digits, name, kind):
     assert x_adv.dtype == x.dtype, f"{name}: output dtype {x_adv.dtype} != input dtype {x.dtype}"
     assert x_adv.device == x.device, f"{name}: output on {x_adv.device}, input on {x.device}"
     assert not x_adv.requires_grad, f"{name}: output still requires grad; return x_adv.detach()"
+
+
+@pytest.mark.parametrize("name,kind", ATTACKS)
+def test_runs_on_the_device_of_its_inputs(attacks, model, digits, name, kind):
+    from mlsafety.hardware import pick_device
+
+    device = pick_device()  # the GPU where there is one, else the CPU
+    x, y = digits[0][:8].to(device), digits[1][:8].to(device)
+    model = model.to(device)
+    kw = (
+        {}
+        if name == "fgsm"
+        else {"random_start": True, "generator": torch.Generator(device).manual_seed(0)}
+    )
+    x_adv = run(attacks, name, model, x, y, **kw)
+    assert x_adv.device == x.device, f"{name}: input on {x.device}, output on {x_adv.device}"
+    size = norms(x_adv - x, kind).max().item()
+    assert size <= (EPS_INF if kind == "linf" else EPS_L2) + 1e-5, (
+        f"{name}: left the threat model on {device}"
+    )
 
 
 @pytest.mark.parametrize("name,kind", ATTACKS)

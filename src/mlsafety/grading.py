@@ -170,6 +170,8 @@ class GradingReport:
     # pytest hooks -------------------------------------------------------- #
 
     def pytest_collection_modifyitems(self, session, config, items):
+        import pytest
+
         wanted = _split(config.getoption("functions"))
         keep, drop = [], []
         for item in items:
@@ -179,7 +181,7 @@ class GradingReport:
             function = marker.args[0]
             declared = getattr(item.module, "GRADED", {})
             if function not in declared:
-                raise SetupError(
+                raise pytest.UsageError(
                     f"{item.nodeid}: graded function {function!r} is not listed in GRADED of {item.module.__name__}"
                 )
             week = find_week(item.path)
@@ -195,7 +197,7 @@ class GradingReport:
             keep.append(item)
         unknown = wanted - set(self.functions)
         if wanted and self.functions and unknown:
-            raise SetupError(
+            raise pytest.UsageError(
                 f"no graded function named {', '.join(sorted(unknown))}; "
                 f"this week grades: {', '.join(self.functions)}"
             )
