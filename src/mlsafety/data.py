@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.paths import data_root
+from mlsafety.paths import data_root, user_cache, writable
 
 SMOKE_FOLDER = "smoke"
 SMOKE_MANIFEST = "MANIFEST.json"
@@ -133,22 +133,13 @@ def _write_cifar_format(folder: Path, images, labels) -> None:
     (base / "batches.meta").write_bytes(pickle.dumps(meta, protocol=4))
 
 
-def _writable(folder: Path) -> bool:
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    return os.access(probe, os.W_OK)
-
-
 def smoke_root() -> Path:
     """Folder of the offline digits data: inside the data root, or a user cache
     when the data root is read-only and holds no baked copy."""
     baked = data_root() / SMOKE_FOLDER
-    if (baked / SMOKE_MANIFEST).exists() or _writable(baked):
+    if (baked / SMOKE_MANIFEST).exists() or writable(baked):
         return baked
-    return (
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlsafety" / SMOKE_FOLDER
-    )
+    return user_cache() / SMOKE_FOLDER
 
 
 def write_smoke_data(root: Path | None = None) -> Path:
@@ -300,7 +291,7 @@ def _read_digits_cached(name: str, train: bool):
 
     root = write_smoke_data()
     key = hashlib.sha256((root / SMOKE_MANIFEST).read_bytes()).hexdigest()[:16]
-    folder = root / "tensors" if _writable(root / "tensors") else smoke_root().parent / "tensors"
+    folder = root / "tensors" if writable(root / "tensors") else user_cache() / "tensors"
     cached = folder / f"{name}-{'train' if train else 'test'}-{key}.pt"
     if cached.exists():
         payload = torch.load(cached, weights_only=True)

@@ -19,10 +19,15 @@ def data_root() -> Path:
     return Path(configured).expanduser() if configured else repo_root() / "data"
 
 
-def cache_root() -> Path:
-    """Built checkpoints. Inside the data root unless that is read-only (a baked
-    image), in which case a user-writable cache takes the new builds."""
-    root = data_root() / "checkpoints"
-    if root.exists() and not os.access(root, os.W_OK):
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlsafety"
-    return root
+def user_cache() -> Path:
+    """A user-writable cache ($XDG_CACHE_HOME/mlsafety) for what cannot be
+    written into a read-only data root (a baked image)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlsafety"
+
+
+def writable(folder: Path) -> bool:
+    """Whether ``folder`` can be written, or created under its nearest existing parent."""
+    probe = Path(folder)
+    while not probe.exists():
+        probe = probe.parent
+    return os.access(probe, os.W_OK)

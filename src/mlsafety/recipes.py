@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from mlsafety import SetupError
 from mlsafety.hardware import PROFILES, Profile, pick_profile
-from mlsafety.paths import data_root
+from mlsafety.paths import data_root, user_cache, writable
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,7 @@ def _locations(name: str, profile: Profile) -> list[Path]:
     """Where a checkpoint may live: the data root (baked into images), then a
     user cache for builds when the data root is read-only."""
     file = f"{profile.name}/{name}.pt"
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlsafety"
-    return [data_root() / "checkpoints" / file, user_cache / "checkpoints" / file]
+    return [data_root() / "checkpoints" / file, user_cache() / "checkpoints" / file]
 
 
 def find(name: str, profile: Profile | str | None = None) -> Path | None:
@@ -89,7 +87,7 @@ def ensure(
     found = find(name, profile)
     if found is not None:
         return found
-    target = next((p for p in _locations(name, profile) if _writable(p.parent)), None)
+    target = next((p for p in _locations(name, profile) if writable(p.parent)), None)
     if target is None:
         raise SetupError(f"no writable folder for checkpoint {name}; set MLSAFETY_DATA to one")
     fingerprint = _fingerprint(name, profile)
@@ -136,13 +134,6 @@ def _profile(profile: Profile | str | None) -> Profile:
         if isinstance(profile, str) and profile in PROFILES
         else pick_profile(profile)
     )
-
-
-def _writable(folder: Path) -> bool:
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    return os.access(probe, os.W_OK)
 
 
 # --------------------------------------------------------------------------- #
