@@ -143,6 +143,13 @@ class FunctionResult:
         return "TODO" if self.todo and self.passed == 0 else "FAIL"
 
 
+# Errors whose message alone does not say what to change.
+_HINTS = {
+    "does not require grad": "was the gradient taken under torch.no_grad() or of a detached tensor?",
+    "Expected all tensors to be on the same device": "create new tensors on the input's device",
+}
+
+
 def _failure_message(report) -> tuple[str, bool]:
     """The first line a student needs, and whether it is a NotImplementedError."""
     crash = getattr(report.longrepr, "reprcrash", None)
@@ -155,6 +162,9 @@ def _failure_message(report) -> tuple[str, bool]:
         return f"timed out ({limit}): an endless loop, or far too slow?", False
     for prefix in ("AssertionError: ", "Failed: "):
         first = first.removeprefix(prefix)
+    for pattern, hint in _HINTS.items():
+        if pattern in first:
+            first = f"{first} ({hint})"
     return first, False
 
 
