@@ -16,18 +16,9 @@ from mlsafety import SetupError
 
 
 def _test(args) -> int:
-    import pytest
+    from mlsafety.grading import run_specs
 
-    from mlsafety import recipes
-    from mlsafety.grading import spec_args
-    from mlsafety.weeks import find_week
-
-    week_dir = find_week(args.week)
-    # Build the smoke checkpoints the specs use before the (timed) specs start.
-    for name in recipes.RECIPES:
-        if name.startswith(week_dir.name[:6]):
-            recipes.ensure(name, "smoke")
-    return int(pytest.main(spec_args(week_dir, args.impl, args.functions, args.pytest_args)))
+    return run_specs(args.week, args.impl, args.functions, args.pytest_args)
 
 
 def _verify(args) -> int:

@@ -24,8 +24,9 @@ from mlsafety.paths import data_root, user_cache, writable
 
 SMOKE_FOLDER = "smoke"
 SMOKE_MANIFEST = "MANIFEST.json"
-SMOKE_TEST_EXAMPLES = 297  # digits held out as the smoke test split (1797 = 1500 + 297)
+SMOKE_TEST_EXAMPLES = 300  # digits held out as the smoke test split (1797 = 1497 + 300)
 SMOKE_SEED = 1797
+SMOKE_VERSION = 2  # bump when the rendering or the split changes
 CLASSES = {
     "digits": [str(i) for i in range(10)],
     "digits-cifar": [str(i) for i in range(10)],
@@ -149,8 +150,10 @@ def write_smoke_data(root: Path | None = None) -> Path:
     seen. Returns the folder; a verified copy already there is kept."""
     root = Path(root) if root is not None else smoke_root()
     if (root / SMOKE_MANIFEST).exists():
-        verify_smoke_data(root)
-        return root
+        if json.loads((root / SMOKE_MANIFEST).read_text()).get("version") == SMOKE_VERSION:
+            verify_smoke_data(root)
+            return root
+        _retire(root)  # written by an older layout: write it again
     root.parent.mkdir(parents=True, exist_ok=True)
     images28, labels = _digits_images(28, 4)
     images32, _ = _digits_images(32, 4)
@@ -161,6 +164,7 @@ def write_smoke_data(root: Path | None = None) -> Path:
         _write_cifar_format(staging, images32, labels)
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
+            "version": SMOKE_VERSION,
             "source": "scikit-learn load_digits, rendered by mlsafety.data.write_smoke_data",
             "files": {
                 str(p.relative_to(staging)): {"sha256": sha256_file(p), "md5": _md5_file(p)}
@@ -176,6 +180,15 @@ def write_smoke_data(root: Path | None = None) -> Path:
                 raise
     verify_smoke_data(root)
     return root
+
+
+def _retire(folder: Path) -> None:
+    """Move a stale folder aside (atomic) and delete it."""
+    import shutil
+
+    aside = folder.with_name(f".{folder.name}-stale-{os.getpid()}")
+    folder.rename(aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _smoke_manifest(root: Path) -> dict:
@@ -274,6 +287,15 @@ def load_tensors(name: str, train: bool, limit: int | None = None, root: Path | 
     return x, targets
 
 
+def fingerprint(name: str) -> str:
+    """What identifies the contents of dataset ``name``, for cache keys: the
+    hash of the offline data's manifest, or the name of a published dataset
+    (whose files torchvision checks against the publisher's hashes)."""
+    if name in ("digits", "digits-cifar"):
+        return hashlib.sha256((write_smoke_data() / SMOKE_MANIFEST).read_bytes()).hexdigest()[:16]
+    return name
+
+
 def _read(name: str, train: bool, root: Path | None):
     """uint8 images (N, H, W) or (N, H, W, C) and int64 labels, via torchvision."""
     import numpy as np
@@ -289,8 +311,7 @@ def _read_digits_cached(name: str, train: bool):
     the manifest's hash: specs then start without importing torchvision."""
     import torch
 
-    root = write_smoke_data()
-    key = hashlib.sha256((root / SMOKE_MANIFEST).read_bytes()).hexdigest()[:16]
+    root, key = write_smoke_data(), fingerprint(name)
     folder = root / "tensors" if writable(root / "tensors") else user_cache() / "tensors"
     cached = folder / f"{name}-{'train' if train else 'test'}-{key}.pt"
     if cached.exists():

@@ -338,11 +338,40 @@ def spec_args(
     return args + list(extra or [])
 
 
-def check(
-    function: str | list | None = None, week: str | int | Path = ".", impl: str | None = None
-) -> bool:
-    """Run the week's specs in this process (for a notebook cell) and print the
-    same per-function table as ``make test-weekN``. Returns True if all pass."""
+def prepare(week: str | int | Path) -> None:
+    """Build the smoke checkpoints a week's specs use, before the (timed) specs start."""
+    from mlsafety import recipes
+
+    prefix = find_week(week).name[:6]  # "week03"
+    for name in recipes.RECIPES:
+        if name.startswith(prefix):
+            recipes.ensure(name, "smoke")
+
+
+def run_specs(
+    week: str | int | Path = ".",
+    impl: str | None = None,
+    functions: str | list | None = None,
+    extra: list[str] | None = None,
+) -> int:
+    """Grade ``week`` in this process; pytest's exit code (0: every spec passes)."""
     import pytest
 
-    return pytest.main(spec_args(week, impl, function)) == 0
+    prepare(week)
+    return int(pytest.main(spec_args(week, impl, functions, extra)))
+
+
+def check(
+    function: str | list | None = None, week: str | int | Path = ".", impl: str | None = None
+) -> None:
+    """For a notebook cell: run the week's specs (all, or one function's) in
+    this process and print the per-function table of ``make test-weekN``."""
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        run_specs(week, impl, function, ["--color=no"])
+    text = buffer.getvalue()
+    start = text.find("\nSelf-check of")
+    print(text[start + 1 :] if start >= 0 else text)

@@ -40,7 +40,7 @@ class Mutant:
     description: str
 
 
-def run_specs(
+def graded_run(
     week_dir: Path, impl: str, functions: str | None = None, stop_early: bool = False
 ) -> Run:
     import pytest
@@ -101,7 +101,7 @@ def verify_week(week, echo=print) -> list[str]:
     week_dir = find_week(week)
     problems = []
 
-    solution = run_specs(week_dir, "solution")
+    solution = graded_run(week_dir, "solution")
     bad = [f for f, s in solution.results.items() if s != "PASS"]
     if solution.exit_code != 0 or bad or not solution.results:
         problems.append(
@@ -113,7 +113,7 @@ def verify_week(week, echo=print) -> list[str]:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        stubs = run_specs(week_dir, str(pristine_stubs(week_dir, Path(tmp))))
+        stubs = graded_run(week_dir, str(pristine_stubs(week_dir, Path(tmp))))
     passing = [f for f, s in stubs.results.items() if s not in ("FAIL", "TODO")]
     if passing or stubs.exit_code != 1:
         problems.append(
@@ -132,7 +132,7 @@ def verify_week(week, echo=print) -> list[str]:
             )
             continue
         counts[mutant.function] += 1
-        run = run_specs(week_dir, str(mutant.folder), mutant.function, stop_early=True)
+        run = graded_run(week_dir, str(mutant.folder), mutant.function, stop_early=True)
         caught = run.exit_code == 1 and run.results.get(mutant.function) in ("FAIL", "TODO")
         echo(
             f"  {'caught ' if caught else 'MISSED '} {mutant.folder.name}: {mutant.function}: {mutant.description}"
