@@ -1,4 +1,4 @@
-import time
+import dataclasses
 from functools import partial
 
 import pytest
@@ -9,13 +9,31 @@ from mlsafety.data import load_tensors
 from mlsafety.grading import load_module
 
 
-def test_a_second_request_is_instant_and_returns_the_same_file():
+def test_a_second_request_reuses_the_built_checkpoint(monkeypatch):
     first = recipes.ensure("week03_standard", "smoke", quiet=True)
-    started = time.perf_counter()
-    again = recipes.ensure("week03_standard", "smoke", quiet=True)
-    assert again == first and time.perf_counter() - started < 0.5
+    built = recipes.RECIPES["week03_standard"]
+    monkeypatch.setitem(
+        recipes.RECIPES,
+        "week03_standard",
+        dataclasses.replace(built, build=lambda *a: pytest.fail("rebuilt a cached checkpoint")),
+    )
+    assert recipes.ensure("week03_standard", "smoke", quiet=True) == first
     record = read_record(first)
     assert record["settings"]["profile"] == "smoke" and record["metrics"]["clean_accuracy"] > 0.85
+
+
+def test_changed_settings_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSAFETY_DATA", str(tmp_path))
+    built = recipes.RECIPES["week03_standard"]
+    first = recipes.ensure("week03_standard", "smoke", quiet=True)
+    monkeypatch.setitem(
+        recipes.RECIPES,
+        "week03_standard",
+        dataclasses.replace(built, settings=lambda p: {**built.settings(p), "lr": 1e-3}),
+    )
+    assert recipes.find("week03_standard", "smoke") is None  # stale: its settings changed
+    again = recipes.ensure("week03_standard", "smoke", quiet=True)
+    assert again == first and read_record(again)["settings"]["lr"] == 1e-3
 
 
 def test_recipes_are_deterministic(tmp_path, monkeypatch):
