@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mlsafety.grading import graded
 
 GRADED = {"fgsm": "core", "pgd_linf": "core", "project_l2": "core", "pgd_l2": "stretch"}
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(20)
 
 EPS_INF = 0.1
 EPS_L2 = 1.5

@@ -16,7 +16,7 @@ GRADED = {
     "adversarial_training_epoch": "stretch",
     "transfer_success": "stretch",
 }
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(20)
 
 
 def reference_fgsm(model, x, y, eps=0.1):
