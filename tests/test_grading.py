@@ -88,3 +88,14 @@ def test_the_table_names_each_function_with_its_first_failure():
     )
     assert next(line for line in lines if line.startswith("fgsm ")).split()[2] == "PASS"
     assert "6/7 graded functions pass" in result.stdout
+
+
+def test_a_file_that_does_not_import_is_named_in_one_line(tmp_path):
+    source = (ROOT / "solutions" / WEEK3.name / "attacks.py").read_text()
+    (tmp_path / "attacks.py").write_text(source.replace("def fgsm(", "def fgsm(:", 1))
+    result = run(
+        [str(BIN / "mlsafety"), "test", "3", "--impl", str(tmp_path), "--functions", "fgsm"]
+    )
+    assert result.returncode == 1
+    row = next(line for line in result.stdout.splitlines() if line.startswith("fgsm "))
+    assert "attacks.py does not import (SyntaxError line" in row

@@ -107,7 +107,14 @@ def module_fixture(name: str):
 
     @pytest.fixture(scope="session", name=name)
     def _module(request):
-        return load_module(name, caller.parent, request.config.getoption("impl"))
+        try:
+            return load_module(name, caller.parent, request.config.getoption("impl"))
+        except Exception as err:  # a student's file that does not import: say so in one line
+            where = f" line {err.lineno}" if isinstance(err, SyntaxError) else ""
+            detail = err.msg if isinstance(err, SyntaxError) else str(err)
+            pytest.fail(
+                f"{name}.py does not import ({type(err).__name__}{where}: {detail})", pytrace=False
+            )
 
     return _module
 
