@@ -75,9 +75,10 @@ def test_make_reports_wrong_weeks_and_prints_help():
         assert target in help_text
 
 
-def test_the_table_names_each_function_with_its_first_failure():
-    variant = ROOT / "tests" / "mutants" / "week03" / "pgd_linf_no_projection"
-    result = run([str(BIN / "mlsafety"), "test", "3", "--impl", str(variant)])
+def test_the_table_names_each_function_with_its_first_failure(tmp_path):
+    made = run([str(BIN / "mlsafety"), "mutant", "3", "pgd_linf_no_projection", str(tmp_path)])
+    assert made.returncode == 0 and f"IMPL={tmp_path}" in made.stdout
+    result = run([str(BIN / "mlsafety"), "test", "3", "--impl", str(tmp_path)])
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     row = next(line for line in lines if line.startswith("pgd_linf "))

@@ -34,6 +34,21 @@ def _verify(args) -> int:
     return 1 if problems else 0
 
 
+def _mutant(args) -> int:
+    from pathlib import Path
+
+    from mlsafety.verify import mutants, write_mutant
+    from mlsafety.weeks import find_week
+
+    week_dir = find_week(args.week)
+    found = {m.name: m for m in mutants(week_dir)}
+    if args.name not in found:
+        raise SetupError(f"no mutant {args.name!r} for {week_dir.name}; known: {', '.join(found)}")
+    folder = write_mutant(week_dir, found[args.name], Path(args.into))
+    print(f"{folder}: grade it with  make test-week{int(week_dir.name[4:6])} IMPL={folder}")
+    return 0
+
+
 def _assets(args) -> int:
     from mlsafety import recipes
     from mlsafety.hardware import pick_device
@@ -87,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("weeks", nargs="*")
     p.set_defaults(run=_verify)
+    p = sub.add_parser("mutant", help="write a buggy variant of the solution into a folder")
+    p.add_argument("week")
+    p.add_argument("name")
+    p.add_argument("into")
+    p.set_defaults(run=_mutant)
     p = sub.add_parser("assets", help="build the checkpoints of a profile (cached)")
     p.add_argument("names", nargs="*")
     p.add_argument("--profile", default=None)

@@ -1,7 +1,8 @@
 """Specs that prove themselves: for a week, check that the specs pass on the
 reference solution, fail for every graded function on the pristine stubs
 (read from git HEAD, not from a working copy a student may have edited), and
-catch every buggy variant under ``tests/mutants/weekNN/``.
+catch every buggy variant listed in ``tests/mutants/weekNN.toml`` (each a
+small textual change to the solution, applied to a copy).
 
 All runs happen in this one process (torch is imported once); each returns its
 per-function results through ``--grading-json``.
@@ -9,7 +10,6 @@ per-function results through ``--grading-json``.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 import json
@@ -21,7 +21,7 @@ from pathlib import Path
 from mlsafety import SetupError
 from mlsafety.grading import spec_args
 from mlsafety.paths import repo_root
-from mlsafety.weeks import find_week, module_names
+from mlsafety.weeks import find_week, module_names, solution_dir
 
 MIN_MUTANTS_PER_FUNCTION = 2
 
@@ -30,14 +30,17 @@ MIN_MUTANTS_PER_FUNCTION = 2
 class Run:
     exit_code: int
     results: dict  # function -> status
+    failures: dict  # function -> first failure message
     output: str
 
 
 @dataclass
 class Mutant:
-    folder: Path
+    name: str
     function: str
-    description: str
+    bug: str
+    module: str
+    replace: list  # [{"old": text, "new": text}], each old text unique in the solution
 
 
 def graded_run(
@@ -51,12 +54,13 @@ def graded_run(
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
             code = int(pytest.main(spec_args(week_dir, impl, functions, extra)))
-        results = {}
-        if report.exists():
-            results = {
-                f["function"]: f["status"] for f in json.loads(report.read_text())["functions"]
-            }
-    return Run(code, results, buffer.getvalue())
+        rows = json.loads(report.read_text())["functions"] if report.exists() else []
+    return Run(
+        code,
+        {r["function"]: r["status"] for r in rows},
+        {r["function"]: r["first_failure"] for r in rows},
+        buffer.getvalue(),
+    )
 
 
 def pristine_stubs(week_dir: Path, into: Path) -> Path:
@@ -79,21 +83,55 @@ def pristine_stubs(week_dir: Path, into: Path) -> Path:
     return into
 
 
+def mutants_file(week_dir: Path) -> Path:
+    return repo_root() / "tests" / "mutants" / f"{week_dir.name[:6]}.toml"
+
+
 def mutants(week_dir: Path) -> list[Mutant]:
-    """Buggy variants: one folder each, whose module's docstring starts with
-    ``<graded function>: <the bug>``."""
-    found = []
-    for folder in sorted((repo_root() / "tests" / "mutants" / week_dir.name[:6]).glob("*/")):
-        files = sorted(folder.glob("*.py"))
-        if not files:
-            continue
-        doc = ast.get_docstring(ast.parse(files[0].read_text())) or ""
-        first = doc.strip().splitlines()[0] if doc.strip() else ""
-        function, _, description = first.partition(":")
-        if not description.strip():
-            raise SetupError(f"{files[0]}: docstring must start with '<function>: <the bug>'")
-        found.append(Mutant(folder, function.strip(), description.strip()))
-    return found
+    """The week's buggy variants, from ``tests/mutants/weekNN.toml``."""
+    import tomllib
+
+    path = mutants_file(week_dir)
+    if not path.exists():
+        return []
+    return [Mutant(**entry) for entry in tomllib.loads(path.read_text())["mutant"]]
+
+
+def write_mutant(week_dir: Path, mutant: Mutant, into: Path) -> Path:
+    """Write the mutated module into ``into`` (the other modules fall back to the
+    reference). Each replacement's old text must occur exactly once in the
+    solution, so a mutant that no longer applies says so instead of silently
+    testing the unchanged solution."""
+    source = (solution_dir(week_dir) / f"{mutant.module}.py").read_text()
+    spans = []
+    for rep in mutant.replace:
+        count = source.count(rep["old"])
+        if count != 1:
+            raise SetupError(
+                f"mutant {mutant.name}: its text to replace occurs {count} times in "
+                f"{mutant.module}.py of the solution; update {mutants_file(week_dir).name}"
+            )
+        start = source.index(rep["old"])
+        spans.append((start, start + len(rep["old"]), rep["new"]))
+    spans.sort()
+    if any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False)):
+        raise SetupError(f"mutant {mutant.name}: its replacements overlap")
+    pieces, cursor = [], 0
+    for start, stop, new in spans:
+        pieces += [source[cursor:start], new]
+        cursor = stop
+    mutated = "".join(pieces) + source[cursor:]
+    # name the bug at the top of the module docstring
+    mutated = mutated.replace(
+        '"""', f'"""{mutant.function}: {mutant.bug} (variant {mutant.name})\n\n', 1
+    )
+    try:
+        compile(mutated, f"{mutant.module}.py", "exec")
+    except SyntaxError as err:
+        raise SetupError(f"mutant {mutant.name} is not valid Python ({err})") from None
+    into.mkdir(parents=True, exist_ok=True)
+    (into / f"{mutant.module}.py").write_text(mutated)
+    return into
 
 
 def verify_week(week, echo=print) -> list[str]:
@@ -124,22 +162,26 @@ def verify_week(week, echo=print) -> list[str]:
     )
 
     found = mutants(week_dir)
-    counts = {f: 0 for f in solution.results}
+    counts = dict.fromkeys(solution.results, 0)
     for mutant in found:
         if mutant.function not in counts:
-            problems.append(
-                f"{mutant.folder.name}: names unknown graded function {mutant.function!r}"
-            )
+            problems.append(f"{mutant.name}: names unknown graded function {mutant.function!r}")
             continue
         counts[mutant.function] += 1
-        run = graded_run(week_dir, str(mutant.folder), mutant.function, stop_early=True)
-        caught = run.exit_code == 1 and run.results.get(mutant.function) in ("FAIL", "TODO")
-        echo(
-            f"  {'caught ' if caught else 'MISSED '} {mutant.folder.name}: {mutant.function}: {mutant.description}"
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = write_mutant(week_dir, mutant, Path(tmp) / mutant.name)
+            run = graded_run(week_dir, str(folder), mutant.function, stop_early=True)
+        # caught by a spec, not by failing to import
+        caught = (
+            run.exit_code == 1
+            and run.results.get(mutant.function) in ("FAIL", "TODO")
+            and "does not import" not in run.failures.get(mutant.function, "")
         )
+        echo(f"  {'caught ' if caught else 'MISSED '} {mutant.name}: {mutant.bug}")
+        echo(f"           -> {run.failures.get(mutant.function, '')[:110]}")
         if not caught:
             problems.append(
-                f"{mutant.folder.name} ({mutant.description}) is not caught (pytest exit {run.exit_code})"
+                f"{mutant.name} ({mutant.bug}) is not caught (pytest exit {run.exit_code})"
             )
     few = {f: n for f, n in counts.items() if n < MIN_MUTANTS_PER_FUNCTION}
     if few:
