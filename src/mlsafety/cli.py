@@ -51,9 +51,9 @@ def _mutant(args) -> int:
 
 def _assets(args) -> int:
     from mlsafety import recipes
-    from mlsafety.hardware import pick_device
+    from mlsafety.hardware import pick_device, pick_profile
 
-    profile = recipes._profile(args.profile)
+    profile = pick_profile(args.profile)
     device = pick_device() if profile.name == "gpu" else "cpu"
     for name in args.names or recipes.RECIPES:
         print(recipes.ensure(name, profile, device=device))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.hardware import PROFILES, Profile, pick_profile
+from mlsafety.hardware import Profile, pick_profile
 from mlsafety.paths import data_root, user_cache, writable
 
 
@@ -68,10 +68,13 @@ def _locations(name: str, profile: Profile) -> list[Path]:
 
 def find(name: str, profile: Profile | str | None = None) -> Path | None:
     """The path of a built, up-to-date checkpoint, or None."""
+    profile = _profile(profile)
+    return _find(name, profile, _fingerprint(name, profile)["key"])
+
+
+def _find(name: str, profile: Profile, key: str) -> Path | None:
     from mlsafety.checkpoints import read_record
 
-    profile = _profile(profile)
-    key = _fingerprint(name, profile)["key"]
     for path in _locations(name, profile):
         record = read_record(path) if path.exists() else None
         if record and record.get("key") == key:
@@ -88,13 +91,13 @@ def ensure(
     if name not in RECIPES:
         raise SetupError(f"unknown checkpoint {name!r}; known: {', '.join(RECIPES)}")
     profile = _profile(profile)
-    found = find(name, profile)
+    fingerprint = _fingerprint(name, profile)
+    found = _find(name, profile, fingerprint["key"])
     if found is not None:
         return found
     target = next((p for p in _locations(name, profile) if writable(p.parent)), None)
     if target is None:
         raise SetupError(f"no writable folder for checkpoint {name}; set MLSAFETY_DATA to one")
-    fingerprint = _fingerprint(name, profile)
     started = time.perf_counter()
     if not quiet:
         print(f"mlsafety: building checkpoint {name} for profile {profile.name} ...", flush=True)
@@ -133,13 +136,7 @@ def load(name: str, profile: Profile | str | None = None, device="cpu", build: b
 
 
 def _profile(profile: Profile | str | None) -> Profile:
-    if isinstance(profile, Profile):
-        return profile
-    return (
-        PROFILES[profile]
-        if isinstance(profile, str) and profile in PROFILES
-        else pick_profile(profile)
-    )
+    return profile if isinstance(profile, Profile) else pick_profile(profile)
 
 
 # --------------------------------------------------------------------------- #
