@@ -14,7 +14,7 @@ import argparse
 import ast
 import sys
 
-from mlsafety.weeks import find_week, module_names, solution_dir
+from mlsafety.weeks import find_week, module_names, solution_dir, week_number
 
 
 def stub_source(source: str, week: int) -> str:
@@ -61,7 +61,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only report stubs that differ")
     args = parser.parse_args()
     week_dir = find_week(args.week)
-    week = int(week_dir.name[4:6])
+    week = week_number(week_dir)
     stale = []
     for name in module_names(week_dir):
         expected = stub_source((solution_dir(week_dir) / f"{name}.py").read_text(), week)

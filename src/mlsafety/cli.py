@@ -38,14 +38,14 @@ def _mutant(args) -> int:
     from pathlib import Path
 
     from mlsafety.verify import mutants, write_mutant
-    from mlsafety.weeks import find_week
+    from mlsafety.weeks import find_week, week_number
 
     week_dir = find_week(args.week)
     found = {m.name: m for m in mutants(week_dir)}
     if args.name not in found:
         raise SetupError(f"no mutant {args.name!r} for {week_dir.name}; known: {', '.join(found)}")
     folder = write_mutant(week_dir, found[args.name], Path(args.into))
-    print(f"{folder}: grade it with  make test-week{int(week_dir.name[4:6])} IMPL={folder}")
+    print(f"{folder}: grade it with  make test-week{week_number(week_dir)} IMPL={folder}")
     return 0
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.weeks import find_week, module_names, solution_dir
+from mlsafety.weeks import find_week, module_names, solution_dir, week_number, week_prefix
 
 IMPL_ENV = "MLSAFETY_IMPL"
 _counter = itertools.count()
@@ -295,7 +295,7 @@ class GradingReport:
         done = sum(r.status == "PASS" for r in rows)
         lines.append(f"{done}/{len(rows)} graded functions pass")
         if done < len(rows):
-            week = int(self.week_dirs[0].name[4:6]) if self.week_dirs else "N"
+            week = week_number(self.week_dirs[0]) if self.week_dirs else "N"
             lines.append(
                 f"Tracebacks for one function: make test-week{week} FUNCTIONS=<name> ARGS=--tb=short"
             )
@@ -370,7 +370,7 @@ def prepare(week: str | int | Path) -> None:
     """Build the smoke checkpoints a week's specs use, before the (timed) specs start."""
     from mlsafety import recipes
 
-    prefix = find_week(week).name[:6]  # "week03"
+    prefix = week_prefix(find_week(week))
     for name in recipes.RECIPES:
         if name.startswith(prefix):
             recipes.ensure(name, "smoke")

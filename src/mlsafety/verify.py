@@ -21,7 +21,7 @@ from pathlib import Path
 from mlsafety import SetupError
 from mlsafety.grading import spec_args
 from mlsafety.paths import repo_root
-from mlsafety.weeks import find_week, module_names, solution_dir
+from mlsafety.weeks import find_week, module_names, solution_dir, week_prefix
 
 MIN_MUTANTS_PER_FUNCTION = 2
 
@@ -84,7 +84,7 @@ def pristine_stubs(week_dir: Path, into: Path) -> Path:
 
 
 def mutants_file(week_dir: Path) -> Path:
-    return repo_root() / "tests" / "mutants" / f"{week_dir.name[:6]}.toml"
+    return repo_root() / "tests" / "mutants" / f"{week_prefix(week_dir)}.toml"
 
 
 def mutants(week_dir: Path) -> list[Mutant]:

@@ -46,6 +46,16 @@ def find_week(spec: str | int | Path) -> Path:
     raise SetupError(f"no lab for week {text!r}; valid weeks: {valid}")
 
 
+def week_number(week_dir: Path) -> int:
+    """3 for ``labs/week03_adversarial``."""
+    return int(_WEEK_DIR.match(week_dir.name).group(1))
+
+
+def week_prefix(week_dir: Path) -> str:
+    """``week03`` for ``labs/week03_adversarial``: how recipes and mutant files are named."""
+    return f"week{week_number(week_dir):02d}"
+
+
 def solution_dir(week_dir: Path) -> Path:
     return solutions_dir() / week_dir.name
 
