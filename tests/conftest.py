@@ -17,9 +17,9 @@ def smoke_copy(tmp_path_factory):
     return write_smoke_data(tmp_path_factory.mktemp("smoke") / "smoke")
 
 
-def run(cmd, timeout=600, env=None, cwd=ROOT, check=False):
+def run(cmd, timeout=600, env=None, cwd=ROOT):
     """Run a command from the repository root; returns the CompletedProcess."""
-    result = subprocess.run(
+    return subprocess.run(
         cmd,
         cwd=cwd,
         env={**os.environ, **(env or {})},
@@ -27,6 +27,3 @@ def run(cmd, timeout=600, env=None, cwd=ROOT, check=False):
         text=True,
         timeout=timeout,
     )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result

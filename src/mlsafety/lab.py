@@ -24,21 +24,19 @@ def lab_token() -> tuple[str, bool]:
     return secrets.token_urlsafe(24), True
 
 
-def lab_command(
-    port: int, ip: str = "127.0.0.1", app: str = "lab", open_browser: bool = False
-) -> list[str]:
+def lab_command(port: int, ip: str = "127.0.0.1") -> list[str]:
     """The jupyter command line, without the token (it travels in the environment)."""
     cmd = [
         sys.executable,
         "-m",
         "jupyter",
-        app,
+        "lab",
         f"--ServerApp.ip={ip}",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={repo_root()}",
     ]
-    cmd.append("--ServerApp.open_browser=" + ("True" if open_browser else "False"))
+    cmd.append("--ServerApp.open_browser=False")  # the URL with the token is printed instead
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     return cmd
