@@ -12,10 +12,11 @@ TORCH_INDEX ?=
 IMPL ?= student
 FUNCTIONS ?=
 ARGS ?=
+LOCK ?=
 PROFILE ?=
 PORT ?= 8888
 
-.PHONY: help setup lab test test-week% verify-% assets data lint format lock clean weeks
+.PHONY: help setup lab test test-week% verify-% assets data doctor lint format lock clean weeks
 
 help: ## Show this help
 	@echo "ML Safety labs. Usage: make <target> [VAR=value]"
@@ -38,7 +39,10 @@ $(STAMP): environments/requirements.txt pyproject.toml
 
 setup: $(STAMP) ## Build the .venv from environments/ (seconds when already built)
 
-lab: $(STAMP) ## Start JupyterLab on 127.0.0.1:8888 (PORT=...) with a token; prints the URL
+lab: $(STAMP) ## Fetch/build what PROFILE needs (skipped when present), start JupyterLab with a token
+	@$(BIN)/mlsafety data --quiet $(if $(PROFILE),--profile $(PROFILE)) || \
+		echo "mlsafety: starting anyway; MLSAFETY_PROFILE=smoke runs every lab on offline data"
+	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) >/dev/null || true
 	$(BIN)/mlsafety lab --port $(PORT)
 
 test: $(STAMP) ## The project's own test suite (what CI runs)
@@ -53,11 +57,14 @@ verify-%: $(STAMP) ## Prove a week's specs: solution passes, stubs fail, mutants
 weeks: $(STAMP) ## List the labs
 	@$(BIN)/mlsafety weeks
 
-assets: $(STAMP) ## Build the checkpoints for PROFILE (cached; default: this machine's)
-	$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE))
+assets: $(STAMP) ## Build the checkpoints for PROFILE (cached); LOCK=1 records them in the lock
+	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) $(if $(LOCK),--lock)
 
-data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's)
-	$(BIN)/mlsafety data $(if $(PROFILE),--profile $(PROFILE))
+data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's); resumes, verifies
+	@$(BIN)/mlsafety data $(if $(PROFILE),--profile $(PROFILE))
+
+doctor: $(STAMP) ## Check versions, device, profile, disk, assets, port; list what to fix
+	@$(BIN)/mlsafety doctor $(if $(PROFILE),--profile $(PROFILE)) --port $(PORT)
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

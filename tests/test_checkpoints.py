@@ -1,5 +1,3 @@
-import pickle
-
 import pytest
 import torch
 
@@ -44,12 +42,23 @@ def test_wrong_expected_hash_and_missing_files_are_errors(tmp_path):
 
 
 class Payload:
-    def __reduce__(self):  # what a malicious checkpoint would carry
-        return (print, ("code ran",))
+    """What a malicious checkpoint carries: unpickling it would create a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
-def test_loading_never_unpickles_arbitrary_objects(tmp_path):
+def test_a_malicious_pickle_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
-    torch.save({"class": "SmallCNN", "config": {}, "state_dict": {}, "x": Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
-        load_checkpoint(path, sha256=sha256_file(path))  # hash matches; weights_only still refuses
+    payload = {"class": "SmallCNN", "config": {}, "state_dict": {}, "x": Payload(marker)}
+    torch.save(payload, path)
+    # the attacker controls the record too: the hash matches, weights_only still refuses
+    (tmp_path / "evil.pt.json").write_text(f'{{"sha256": "{sha256_file(path)}"}}')
+    with pytest.raises(SetupError, match="refused unopened") as err:
+        load_checkpoint(path)
+    assert not marker.exists(), "unpickling ran the payload"
+    assert "\n" not in str(err.value)

@@ -21,7 +21,7 @@ def test_a_week_is_found_however_it_is_written(spelling):
 def test_a_wrong_week_lists_the_valid_ones():
     with pytest.raises(SetupError) as err:
         find_week("99")
-    assert "valid weeks: 3 (week03_adversarial)" in str(err.value)
+    assert "valid weeks:" in str(err.value) and "3 (week03_adversarial)" in str(err.value)
 
 
 def test_the_switch_picks_student_solution_or_a_folder_with_fallback(tmp_path):
@@ -69,7 +69,8 @@ def test_stubs_are_generated_from_the_solution():
 
 def test_make_reports_wrong_weeks_and_prints_help():
     bad = run(["make", "--no-print-directory", "test-week99"])
-    assert bad.returncode != 0 and "valid weeks: 3 (week03_adversarial)" in bad.stderr
+    assert bad.returncode != 0 and "valid weeks:" in bad.stderr
+    assert "3 (week03_adversarial)" in bad.stderr
     help_text = run(["make", "--no-print-directory"]).stdout
     for target in ("setup", "lab", "test-%", "assets", "data"):
         assert target in help_text

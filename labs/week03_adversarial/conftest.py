@@ -29,12 +29,12 @@ def digits(digits64):
 
 @pytest.fixture(scope="session")
 def _standard():
-    return recipes.load("week03_standard", "smoke")
+    return recipes.load("standard_cnn", "smoke")
 
 
 @pytest.fixture(scope="session")
 def _robust():
-    return recipes.load("week03_adversarial", "smoke")
+    return recipes.load("adversarial_cnn", "smoke")
 
 
 @pytest.fixture

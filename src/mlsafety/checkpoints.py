@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -76,7 +77,13 @@ def load_checkpoint(path: Path, sha256: str | None = None, device="cpu") -> nn.M
             f"checkpoint {path} is corrupted (sha256 {actual[:12]}... != expected "
             f"{expected[:12]}...); delete it and run `make assets`"
         )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise SetupError(
+            f"checkpoint {path} holds objects other than tensors and was refused unopened "
+            f"({str(err).splitlines()[0][:120]}); do not load it, rebuild it with `make assets`"
+        ) from None
     model = MODELS[payload["class"]](**payload["config"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()

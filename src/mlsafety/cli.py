@@ -2,8 +2,9 @@
 
 mlsafety test WEEK [--impl student|solution|DIR] [--functions f,g]
 mlsafety verify WEEK...        specs pass on the solution, fail on stubs, catch mutants
-mlsafety assets [--profile P]  build the checkpoints (cached)
-mlsafety data [--profile P]    fetch the datasets of a profile
+mlsafety assets [--profile P] [--lock|--check]  build the checkpoints (cached)
+mlsafety data [--profile P]    fetch the datasets of a profile (resumable, verified)
+mlsafety doctor [--profile P]  versions, device, assets, port; exits 1 on problems
 mlsafety weeks                 list the labs
 """
 
@@ -51,26 +52,59 @@ def _mutant(args) -> int:
 
 def _assets(args) -> int:
     from mlsafety import recipes
+    from mlsafety.assets import manifest, write_lock_entries
     from mlsafety.hardware import pick_device, pick_profile
 
     profile = pick_profile(args.profile)
     device = pick_device() if profile.name == "gpu" else "cpu"
-    for name in args.names or recipes.RECIPES:
-        print(recipes.ensure(name, profile, device=device))
+    needed = {c.name: c for c in manifest().for_profile(profile.name)[1]}
+    names = args.names or list(needed)
+    unknown = [n for n in names if n not in manifest().checkpoints]
+    if unknown:
+        raise SetupError(
+            f"unknown checkpoint {unknown[0]!r}; known: {', '.join(manifest().checkpoints)}"
+        )
+    built, drifted = {}, []
+    for name in names:
+        recipe = manifest().checkpoints[name].recipe
+        path = recipes.ensure(recipe, profile, device=device, quiet=True)
+        status = recipes.lock_status(recipe, profile, path)
+        print(f"{name} ({profile.name}): {path}; {status}")
+        built[(name, profile.name)] = recipes.lock_record(path)
+        if status != "sha256 matches the lock":
+            drifted.append(name)
+    if args.lock:
+        print(f"recorded {len(built)} checkpoint(s) in {write_lock_entries(built)}")
+    elif args.check and drifted:
+        print(f"not as locked: {', '.join(drifted)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _data(args) -> int:
-    from mlsafety.data import fetch
+    from mlsafety.assets import fetch_dataset, manifest
     from mlsafety.hardware import pick_profile
 
     profile = pick_profile(args.profile)
-    names = args.names or (
-        ["digits"] if profile.dataset == "digits" else ["digits", profile.dataset]
-    )
+    names = args.names or [d.name for d in manifest().for_profile(profile.name)[0]]
+    options = {"timeout": args.timeout} if args.timeout else {}
+    failed = []
     for name in names:
-        print(f"{name}: {fetch(name)}")
-    return 0
+        try:
+            folder, what = fetch_dataset(name, progress=not args.quiet, **options)
+            print(f"{name}: {what}, verified ({folder})")
+        except SetupError as err:
+            print(f"{name}: {err}", file=sys.stderr)
+            failed.append(name)
+    if failed:
+        print(f"mlsafety: could not fetch {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _doctor(args) -> int:
+    from mlsafety.doctor import run_doctor
+
+    return run_doctor(args.profile, deep=args.deep, port=args.port)
 
 
 def _lab(args) -> int:
@@ -110,11 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("assets", help="build the checkpoints of a profile (cached)")
     p.add_argument("names", nargs="*")
     p.add_argument("--profile", default=None)
+    p.add_argument("--lock", action="store_true", help="record the builds in the lock file")
+    p.add_argument("--check", action="store_true", help="fail when a build differs from the lock")
     p.set_defaults(run=_assets)
-    p = sub.add_parser("data", help="fetch the datasets of a profile")
+    p = sub.add_parser("data", help="fetch the datasets of a profile (verified, resumable)")
     p.add_argument("names", nargs="*")
     p.add_argument("--profile", default=None)
+    p.add_argument("--timeout", type=float, default=None, help="seconds without data (30)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_data)
+    p = sub.add_parser("doctor", help="check versions, device, assets, port; list problems")
+    p.add_argument("--profile", default=None)
+    p.add_argument("--deep", action="store_true", help="re-hash every dataset file")
+    p.add_argument("--port", type=int, default=8888)
+    p.set_defaults(run=_doctor)
     p = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 with a token")
     p.add_argument("--port", type=int, default=8888)
     p.add_argument("--ip", default="127.0.0.1")

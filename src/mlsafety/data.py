@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.paths import data_root, user_cache, writable
+from mlsafety.paths import data_root, retire, user_cache, writable
 
 SMOKE_FOLDER = "smoke"
 SMOKE_MANIFEST = "MANIFEST.json"
@@ -56,6 +56,7 @@ CLASSES = {
         "truck",
     ],
 }
+CLASSES["svhn"] = [str(i) for i in range(10)]
 DATASETS = tuple(CLASSES)
 
 
@@ -153,7 +154,7 @@ def write_smoke_data(root: Path | None = None) -> Path:
         if json.loads((root / SMOKE_MANIFEST).read_text()).get("version") == SMOKE_VERSION:
             verify_smoke_data(root)
             return root
-        _retire(root)  # written by an older layout: write it again
+        retire(root)  # written by an older layout: write it again
     root.parent.mkdir(parents=True, exist_ok=True)
     images28, labels = _digits_images(28, 4)
     images32, _ = _digits_images(32, 4)
@@ -180,15 +181,6 @@ def write_smoke_data(root: Path | None = None) -> Path:
                 raise
     verify_smoke_data(root)
     return root
-
-
-def _retire(folder: Path) -> None:
-    """Move a stale folder aside (atomic) and delete it."""
-    import shutil
-
-    aside = folder.with_name(f".{folder.name}-stale-{os.getpid()}")
-    folder.rename(aside)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _smoke_manifest(root: Path) -> dict:
@@ -239,15 +231,13 @@ def _cifar_with_manifest():
     return ManifestCIFAR10
 
 
-def _missing(name: str, where: Path) -> SetupError:
-    return SetupError(
-        f"dataset {name!r} not found under {where}; fetch it with `make data` "
-        f"(or use the offline data with MLSAFETY_PROFILE=smoke)"
-    )
-
-
 def load_torchvision(name: str, train: bool, root: Path | None = None):
-    """The torchvision dataset object for ``name`` (see :data:`DATASETS`)."""
+    """The torchvision dataset object for ``name`` (see :data:`DATASETS`).
+
+    Real datasets must have been fetched by ``make data`` (checked against the
+    assets manifest first: a missing or corrupt one is one line naming the
+    command); the offline digits are written on first use.
+    """
     from torchvision import datasets
 
     if name in ("digits", "digits-cifar"):
@@ -255,17 +245,20 @@ def load_torchvision(name: str, train: bool, root: Path | None = None):
         if name == "digits":
             return datasets.MNIST(folder, train=train, download=False)
         return _cifar_with_manifest()(folder, _smoke_manifest(folder), train=train)
-    folder = Path(root) if root is not None else data_root()
-    try:
-        if name == "mnist":
-            return datasets.MNIST(folder, train=train, download=False)
-        if name == "fashion-mnist":
-            return datasets.FashionMNIST(folder, train=train, download=False)
-        if name == "cifar10":
-            return datasets.CIFAR10(folder, train=train, download=False)
-    except RuntimeError:
-        raise _missing(name, folder) from None
-    raise SetupError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if name not in DATASETS:
+        raise SetupError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    from mlsafety.assets import require_dataset
+
+    folder = require_dataset(name, root)
+    if name == "mnist":
+        return datasets.MNIST(folder, train=train, download=False)
+    if name == "fashion-mnist":
+        return datasets.FashionMNIST(folder, train=train, download=False)
+    if name == "cifar10":
+        return datasets.CIFAR10(folder, train=train, download=False)
+    if train:
+        raise SetupError("only the test split of SVHN is part of the labs (an OOD set)")
+    return datasets.SVHN(folder / "svhn", split="test", download=False)
 
 
 def load_tensors(name: str, train: bool, limit: int | None = None, root: Path | None = None):
@@ -289,11 +282,15 @@ def load_tensors(name: str, train: bool, limit: int | None = None, root: Path | 
 
 def fingerprint(name: str) -> str:
     """What identifies the contents of dataset ``name``, for cache keys: the
-    hash of the offline data's manifest, or the name of a published dataset
-    (whose files torchvision checks against the publisher's hashes)."""
+    hash of the offline data's manifest, or of the sha256s the assets manifest
+    names for a published dataset (whose files are checked against them)."""
     if name in ("digits", "digits-cifar"):
-        return hashlib.sha256((write_smoke_data() / SMOKE_MANIFEST).read_bytes()).hexdigest()[:16]
-    return name
+        blob = (write_smoke_data() / SMOKE_MANIFEST).read_bytes()
+    else:
+        from mlsafety.assets import dataset
+
+        blob = " ".join(f.sha256 for f in dataset(name).files).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _read(name: str, train: bool, root: Path | None):
@@ -303,6 +300,8 @@ def _read(name: str, train: bool, root: Path | None):
 
     ds = load_torchvision(name, train, root)
     data = ds.data if isinstance(ds.data, torch.Tensor) else torch.from_numpy(np.asarray(ds.data))
+    if name == "svhn":  # torchvision keeps SVHN channel-first; bring it to NHWC like CIFAR-10
+        return data.permute(0, 2, 3, 1), torch.as_tensor(ds.labels, dtype=torch.int64)
     return data, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
 
 
@@ -333,24 +332,3 @@ def loader(x, y, batch_size: int, shuffle: bool = False, seed: int = 0):
 
     g = torch.Generator().manual_seed(seed)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=g)
-
-
-def fetch(name: str, root: Path | None = None) -> Path:
-    """Download a real dataset with torchvision's own downloader (checks the
-    publisher's md5s). The offline digits are written instead of fetched."""
-    from torchvision import datasets
-
-    if name in ("digits", "digits-cifar"):
-        return write_smoke_data()
-    folder = Path(root) if root is not None else data_root()
-    folder.mkdir(parents=True, exist_ok=True)
-    cls = {
-        "mnist": datasets.MNIST,
-        "fashion-mnist": datasets.FashionMNIST,
-        "cifar10": datasets.CIFAR10,
-    }.get(name)
-    if cls is None:
-        raise SetupError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    for train in (True, False):
-        cls(folder, train=train, download=True)
-    return folder

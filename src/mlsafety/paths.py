@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 DATA_ENV = "MLSAFETY_DATA"
@@ -31,3 +33,10 @@ def writable(folder: Path) -> bool:
     while not probe.exists():
         probe = probe.parent
     return os.access(probe, os.W_OK)
+
+
+def retire(folder: Path) -> None:
+    """Move a stale folder aside in one step (readers never see half of it), then delete it."""
+    aside = folder.with_name(f".{folder.name}-stale-{uuid.uuid4().hex[:8]}")
+    folder.rename(aside)
+    shutil.rmtree(aside, ignore_errors=True)

@@ -114,8 +114,50 @@ def ensure(
         },
     )
     if not quiet:
-        print(f"mlsafety: built {target} in {seconds:.1f} s ({metrics})", flush=True)
+        print(
+            f"mlsafety: built {target} in {seconds:.1f} s ({metrics}); "
+            f"{lock_status(name, profile, target)}",
+            flush=True,
+        )
     return target
+
+
+def lock_status(name: str, profile: Profile | str, path: Path) -> str:
+    """How the checkpoint at ``path`` compares with environments/assets.lock.json."""
+    from mlsafety.assets import lock_entry
+    from mlsafety.checkpoints import read_record
+
+    entry = lock_entry(name, _profile(profile).name)
+    record = read_record(path) or {}
+    if entry is None:
+        return "not in the lock yet (`make assets LOCK=1` records it)"
+    if entry["key"] != record.get("key"):
+        return "the lock is stale: the recipe's settings or data changed (`make assets LOCK=1`)"
+    if entry["sha256"] != record.get("sha256"):
+        return (
+            f"sha256 differs from the lock ({entry['sha256'][:12]}... built on "
+            f"{entry.get('platform', 'another machine')}): CPU builds are reproducible on one "
+            f"machine type, not bit-for-bit across CPU types"
+        )
+    return "sha256 matches the lock"
+
+
+def lock_record(path: Path) -> dict:
+    """The lock-file entry for a built checkpoint."""
+    import platform
+
+    from mlsafety.checkpoints import read_record
+
+    record = read_record(path)
+    return {
+        "key": record["key"],
+        "sha256": record["sha256"],
+        "size": Path(path).stat().st_size,
+        "metrics": record["metrics"],
+        "build_seconds": record["build_seconds"],
+        "torch": record["settings"]["torch"],
+        "platform": f"{platform.system()} {platform.machine()}",
+    }
 
 
 def load(name: str, profile: Profile | str | None = None, device="cpu", build: bool = True):
@@ -140,24 +182,38 @@ def _profile(profile: Profile | str | None) -> Profile:
 
 
 # --------------------------------------------------------------------------- #
-# Week 3: a standard and a PGD-adversarially-trained SmallCNN.
+# The labs' checkpoints: SmallCNNs trained four ways on the profile's dataset.
 # --------------------------------------------------------------------------- #
 
-_WEEK03_SEED = 3
+_SEED = 3
+# BadNets trigger of the trojaned model: a white square near the bottom-right
+# corner; poisoned training images carry it and are relabelled to the target.
+TROJAN = {"target": 0, "fraction": 0.1, "patch": 3, "margin": 1, "value": 1.0}
 
 
-def _week03_settings(profile: Profile, adversarial: bool) -> dict:
+def trojan_trigger(channels: int, size: int):
+    """``(mask, pattern)`` of the trojaned checkpoint's trigger, each shaped
+    ``(channels, size, size)``; stamp it with ``(1 - mask) * x + mask * pattern``."""
+    import torch
+
+    mask = torch.zeros(channels, size, size)
+    end = size - TROJAN["margin"]
+    mask[:, end - TROJAN["patch"] : end, end - TROJAN["patch"] : end] = 1.0
+    return mask, torch.full_like(mask, TROJAN["value"])
+
+
+def _settings(profile: Profile, kind: str) -> dict:
     settings = {
         "dataset": profile.dataset,
         "train_examples": profile.train_examples,
-        "epochs": profile.adv_epochs if adversarial else profile.epochs,
+        "epochs": profile.adv_epochs if kind == "adversarial" else profile.epochs,
         "batch_size": profile.batch_size,
         "lr": 2e-3,
         "width": 16,
-        "seed": _WEEK03_SEED,
+        "seed": _SEED,
         "recipe_version": 2,
     }
-    if adversarial:
+    if kind == "adversarial":
         # eps grows linearly over the PGD epochs after a clean warm-up epoch:
         # starting at the full eps stalls small models on MNIST at eps = 0.3
         settings |= {
@@ -168,10 +224,42 @@ def _week03_settings(profile: Profile, adversarial: bool) -> dict:
             "random_start": True,
             "warmup_epochs": 1,
         }
+    elif kind == "mixup":
+        settings |= {"mixup_alpha": 1.0, "mixup": "per-sample Beta weights, shuffled partners"}
+    elif kind == "trojaned":
+        settings |= {"trojan": dict(TROJAN)}
     return settings
 
 
-def _train_week03(profile: Profile, device, adversarial: bool):
+def _poison(x, y, seed: int):
+    """BadNets: stamp the trigger on a seeded ``fraction`` of the images and
+    relabel them to the target. Returns new tensors."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(x), generator=g)[: int(TROJAN["fraction"] * len(x))]
+    mask, pattern = trojan_trigger(x.shape[1], x.shape[-1])
+    x, y = x.clone(), y.clone()
+    x[chosen] = (1 - mask) * x[chosen] + mask * pattern
+    y[chosen] = TROJAN["target"]
+    return x, y
+
+
+def _mixup_loss(model, xb, yb, rng):
+    import torch
+    import torch.nn.functional as F
+
+    lam = torch.as_tensor(rng.beta(1.0, 1.0, size=len(xb)), dtype=xb.dtype, device=xb.device)
+    partner = torch.as_tensor(rng.permutation(len(xb)), device=xb.device)
+    mixed = lam.view(-1, 1, 1, 1) * xb + (1 - lam.view(-1, 1, 1, 1)) * xb[partner]
+    log_p = F.log_softmax(model(mixed), dim=1)
+    nll = -(lam * log_p.gather(1, yb[:, None]).squeeze(1))
+    nll -= (1 - lam) * log_p.gather(1, yb[partner][:, None]).squeeze(1)
+    return nll.mean()
+
+
+def _train(profile: Profile, device, kind: str):
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -179,48 +267,61 @@ def _train_week03(profile: Profile, device, adversarial: bool):
     from mlsafety.grading import load_module
     from mlsafety.models import SmallCNN
 
-    s = _week03_settings(profile, adversarial)
+    s = _settings(profile, kind)
     x, y = load_tensors(s["dataset"], train=True, limit=s["train_examples"])
+    if kind == "trojaned":
+        x, y = _poison(x, y, s["seed"])
     torch.manual_seed(s["seed"])
     model = SmallCNN(x.shape[1], 10, s["width"], x.shape[-1]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
-    attacks = load_module("attacks", 3, "solution") if adversarial else None
+    attacks = load_module("attacks", 3, "solution") if kind == "adversarial" else None
     g = torch.Generator(device=device).manual_seed(s["seed"])
-    if adversarial:
-        pgd_epochs = s["epochs"] - s["warmup_epochs"]
-        ramp = [(k + 1) / pgd_epochs for k in range(pgd_epochs)]
+    rng = np.random.default_rng(s["seed"])
     for epoch in range(s["epochs"]):
         model.train()
         for xb, yb in loader(x, y, s["batch_size"], shuffle=True, seed=s["seed"] + epoch):
             xb, yb = xb.to(device), yb.to(device)
-            if adversarial and epoch >= s["warmup_epochs"]:
-                eps = s["eps"] * ramp[epoch - s["warmup_epochs"]]
+            if kind == "adversarial" and epoch >= s["warmup_epochs"]:
+                pgd_epochs = s["epochs"] - s["warmup_epochs"]
+                eps = s["eps"] * (epoch - s["warmup_epochs"] + 1) / pgd_epochs
                 xb = attacks.pgd_linf(
                     model, xb, yb, eps, eps / 2, s["steps"], random_start=True, generator=g
                 )
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xb), yb).backward()
+            if kind == "mixup":
+                loss = _mixup_loss(model, xb, yb, rng)
+            else:
+                loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
             opt.step()
     model.eval()
-    x_test, y_test = load_tensors(s["dataset"], train=False, limit=profile.eval_examples)
+    return model.cpu(), _metrics(model.cpu(), profile, s["dataset"], kind)
+
+
+def _metrics(model, profile: Profile, dataset: str, kind: str) -> dict:
+    import torch
+
+    from mlsafety.data import load_tensors
+
+    x, y = load_tensors(dataset, train=False, limit=profile.eval_examples)
     with torch.no_grad():
-        acc = (model(x_test.to(device)).argmax(1).cpu() == y_test).float().mean().item()
-    return model.cpu(), {"clean_accuracy": round(acc, 4)}
+        metrics = {"clean_accuracy": round((model(x).argmax(1) == y).float().mean().item(), 4)}
+        if kind == "trojaned":
+            mask, pattern = trojan_trigger(x.shape[1], x.shape[-1])
+            keep = y != TROJAN["target"]
+            hit = model((1 - mask) * x[keep] + mask * pattern).argmax(1) == TROJAN["target"]
+            metrics["attack_success_rate"] = round(hit.float().mean().item(), 4)
+    return metrics
 
 
-@recipe(
-    "week03_standard",
-    lambda p: _week03_settings(p, False),
-    "SmallCNN trained on clean data (week 3's standard model)",
-)
-def _week03_standard(profile: Profile, device="cpu"):
-    return _train_week03(profile, device, adversarial=False)
+def _register(name: str, kind: str, description: str) -> None:
+    def build(profile: Profile, device="cpu"):
+        return _train(profile, device, kind)
+
+    recipe(name, lambda p: _settings(p, kind), description)(build)
 
 
-@recipe(
-    "week03_adversarial",
-    lambda p: _week03_settings(p, True),
-    "SmallCNN adversarially trained with L-inf PGD (week 3's robust model)",
-)
-def _week03_adversarial(profile: Profile, device="cpu"):
-    return _train_week03(profile, device, adversarial=True)
+_register("standard_cnn", "standard", "SmallCNN trained on clean data")
+_register("adversarial_cnn", "adversarial", "SmallCNN adversarially trained with L-inf PGD")
+_register("mixup_cnn", "mixup", "SmallCNN trained with Mixup")
+_register("trojaned_cnn", "trojaned", "SmallCNN trained on BadNets-poisoned data")

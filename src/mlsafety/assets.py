@@ -1,0 +1,301 @@
+"""The assets manifest (environments/assets.toml): what each profile needs,
+how datasets are fetched and unpacked, and whether what is on disk is right.
+
+A dataset is fetched into ``<data root>/.downloads``, checked against its
+sha256, unpacked into a temporary folder and renamed into place in one step,
+with a stamp (``.mlsafety-asset.json``) recording the archives' hashes and the
+size and sha256 of every unpacked file. So a folder under the data root is
+either complete and verified or absent; nothing half-written is ever read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from mlsafety import SetupError
+from mlsafety.download import RemoteFile, fetch_file
+from mlsafety.paths import data_root, repo_root, retire, writable
+
+STAMP = ".mlsafety-asset.json"
+LAYOUTS = ("mnist", "tar", "copy")
+
+
+def manifest_path() -> Path:
+    return repo_root() / "environments" / "assets.toml"
+
+
+def lock_path() -> Path:
+    return repo_root() / "environments" / "assets.lock.json"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    title: str
+    licence: str
+    homepage: str
+    folder: str  # under the data root, where torchvision's class looks
+    profiles: tuple[str, ...]
+    weeks: tuple[int, ...]
+    layout: str | None = None  # how the files are unpacked; None for generated data
+    generated: str | None = None  # how offline data is made instead of fetched
+    hash_source: str | None = None
+    files: tuple[RemoteFile, ...] = ()
+
+    @property
+    def fetch_command(self) -> str:
+        return f"make data PROFILE={self.profiles[0]}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str
+    title: str
+    recipe: str
+    licence: str
+    profiles: tuple[str, ...]
+    weeks: tuple[int, ...]
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    datasets: dict[str, Dataset]
+    checkpoints: dict[str, Checkpoint]
+
+    def for_profile(self, profile: str) -> tuple[list[Dataset], list[Checkpoint]]:
+        return (
+            [d for d in self.datasets.values() if profile in d.profiles],
+            [c for c in self.checkpoints.values() if profile in c.profiles],
+        )
+
+
+@cache
+def manifest(path: Path | None = None) -> Manifest:
+    """The parsed manifest; malformed entries are errors naming the entry."""
+    path = Path(path) if path else manifest_path()
+    raw = tomllib.loads(path.read_text())
+    datasets = {}
+    for name, entry in raw.get("datasets", {}).items():
+        entry = dict(entry)
+        files = tuple(
+            RemoteFile(f["name"], tuple(f["urls"]), f.get("size"), f["sha256"], f.get("md5"))
+            for f in entry.pop("files", [])
+        )
+        try:
+            datasets[name] = Dataset(
+                name=name,
+                profiles=tuple(entry.pop("profiles")),
+                weeks=tuple(entry.pop("weeks", ())),
+                files=files,
+                **entry,
+            )
+        except (TypeError, KeyError) as err:
+            raise SetupError(f"{path}: dataset {name!r} is malformed ({err})") from None
+        if datasets[name].layout not in (*LAYOUTS, None) or not (files or entry.get("generated")):
+            raise SetupError(f"{path}: dataset {name!r} needs files and a layout in {LAYOUTS}")
+    checkpoints = {}
+    for name, entry in raw.get("checkpoints", {}).items():
+        entry = dict(entry)
+        known = {"title", "recipe", "licence"}
+        checkpoints[name] = Checkpoint(
+            name=name,
+            profiles=tuple(entry.pop("profiles")),
+            weeks=tuple(entry.pop("weeks", ())),
+            extra={k: v for k, v in entry.items() if k not in known},
+            **{k: entry[k] for k in known},
+        )
+    return Manifest(datasets, checkpoints)
+
+
+def dataset(name: str) -> Dataset:
+    found = manifest().datasets.get(name)
+    if found is None:
+        raise SetupError(f"unknown dataset {name!r}; known: {', '.join(manifest().datasets)}")
+    return found
+
+
+# --------------------------------------------------------------------------- #
+# State on disk.
+# --------------------------------------------------------------------------- #
+
+
+def read_stamp(folder: Path) -> dict | None:
+    try:
+        return json.loads((Path(folder) / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def dataset_state(entry: Dataset, root: Path | None = None, deep: bool = False) -> str:
+    """``"verified"``, ``"missing"`` or ``"corrupt: <why>"`` for a fetched dataset.
+
+    The quick check (what loading does) compares the stamp with the manifest
+    and every unpacked file's size; ``deep`` also re-hashes every file.
+    """
+    from mlsafety.data import sha256_file
+
+    folder = Path(root or data_root()) / entry.folder
+    if not folder.exists():
+        return "missing"
+    stamp = read_stamp(folder)
+    if stamp is None:
+        return "corrupt: no stamp (not installed by `make data`)"
+    if stamp.get("archives") != {f.name: f.sha256 for f in entry.files}:
+        return "corrupt: fetched from other files than the manifest names"
+    for rel, info in stamp["files"].items():
+        path = folder / rel
+        if not path.is_file() or path.stat().st_size != info["size"]:
+            return f"corrupt: {rel} is missing or has the wrong size"
+        if deep and sha256_file(path) != info["sha256"]:
+            return f"corrupt: {rel} does not match its sha256"
+    return "verified"
+
+
+def require_dataset(name: str, root: Path | None = None) -> Path:
+    """The folder of fetched dataset ``name``, or one line saying what to run."""
+    entry = dataset(name)
+    root = Path(root or data_root())
+    state = dataset_state(entry, root)
+    if state != "verified":
+        raise SetupError(
+            f"dataset {name!r} is {state} at {root / entry.folder}; "
+            f"fetch it with `{entry.fetch_command}` (nothing downloads at lab time)"
+        )
+    return root
+
+
+# --------------------------------------------------------------------------- #
+# Fetching and installing.
+# --------------------------------------------------------------------------- #
+
+
+def fetch_dataset(
+    name: str, root: Path | None = None, progress: bool = True, **download_options
+) -> tuple[Path, str]:
+    """Make dataset ``name`` present and verified under ``root`` (default: the
+    data root). Returns the folder and what happened: ``"present"``,
+    ``"fetched"`` or ``"written"`` (offline data)."""
+    entry = dataset(name)
+    root = Path(root or data_root())
+    if entry.generated:
+        from mlsafety.data import write_smoke_data
+
+        target = root / entry.folder
+        present = (target / "MANIFEST.json").exists()
+        return write_smoke_data(target), "present" if present else "written"
+    final = root / entry.folder
+    if dataset_state(entry, root) == "verified":
+        return final, "present"
+    if not writable(root):
+        raise SetupError(
+            f"dataset {name!r} is missing and the data root {root} is read-only; "
+            f"point MLSAFETY_DATA at a writable folder and run `{entry.fetch_command}`"
+        )
+    downloads = root / ".downloads" / name
+    fetched = [
+        fetch_file(f, downloads, name, progress=progress, **download_options) for f in entry.files
+    ]
+    install(entry, fetched, root)
+    shutil.rmtree(downloads, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        downloads.parent.rmdir()  # only when no other dataset is half-fetched
+    return final, "fetched"
+
+
+def install(entry: Dataset, files: list[Path], root: Path) -> Path:
+    """Unpack verified ``files`` into a temporary folder beside the target,
+    stamp it, and rename it into place (replacing a stale copy)."""
+    from mlsafety.data import sha256_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / entry.folder
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".staging-{entry.name}-") as tmp:
+        staged = Path(tmp) / entry.folder
+        _unpack(entry, files, Path(tmp), staged)
+        unpacked = sorted(p for p in staged.rglob("*") if p.is_file())
+        stamp = {
+            "dataset": entry.name,
+            "archives": {f.name: f.sha256 for f in entry.files},
+            "files": {
+                str(p.relative_to(staged)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                for p in unpacked
+            },
+        }
+        (staged / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+        if final.exists():
+            retire(final)
+        staged.rename(final)
+    return final
+
+
+def _unpack(entry: Dataset, files: list[Path], tmp: Path, staged: Path) -> None:
+    import gzip
+    import tarfile
+
+    if entry.layout == "mnist":  # torchvision's MNIST classes read <folder>/raw/<name>
+        raw = staged / "raw"
+        raw.mkdir(parents=True)
+        for path in files:
+            try:
+                with gzip.open(path) as src, open(raw / path.name.removesuffix(".gz"), "wb") as d:
+                    shutil.copyfileobj(src, d)
+            except (OSError, EOFError) as err:
+                raise SetupError(
+                    f"dataset {entry.name!r}: {path.name} is not valid gzip ({err})"
+                ) from None
+    elif entry.layout == "tar":  # the archive holds the folder torchvision reads
+        for path in files:
+            try:
+                with tarfile.open(path) as tar:
+                    tar.extractall(tmp, filter="data")  # no absolute paths, links out, devices
+            except (tarfile.TarError, OSError) as err:
+                raise SetupError(
+                    f"dataset {entry.name!r}: {path.name} is unsafe or broken ({err})"
+                ) from None
+        if not staged.is_dir():
+            raise SetupError(f"dataset {entry.name!r}: the archive holds no {entry.folder}/ folder")
+    elif entry.layout == "copy":
+        staged.mkdir(parents=True)
+        for path in files:
+            shutil.copyfile(path, staged / path.name)
+    else:
+        raise SetupError(f"dataset {entry.name!r}: unknown layout {entry.layout!r}")
+
+
+# --------------------------------------------------------------------------- #
+# The checkpoint lock file: what each recipe built, per profile.
+# --------------------------------------------------------------------------- #
+
+
+def read_lock(path: Path | None = None) -> dict:
+    path = Path(path or lock_path())
+    return json.loads(path.read_text()) if path.exists() else {"checkpoints": {}}
+
+
+def lock_entry(name: str, profile: str) -> dict | None:
+    return read_lock()["checkpoints"].get(name, {}).get(profile)
+
+
+def write_lock_entries(entries: dict[tuple[str, str], dict], path: Path | None = None) -> Path:
+    """Record ``{(checkpoint, profile): entry}`` in the lock file, keeping the rest."""
+    path = Path(path or lock_path())
+    lock = read_lock(path)
+    lock["comment"] = (
+        "sha256 of each checkpoint as its recipe built it (`make assets LOCK=1`); "
+        "`key` identifies the recipe's settings and data"
+    )
+    for (name, profile), entry in entries.items():
+        lock["checkpoints"].setdefault(name, {})[profile] = entry
+    lock["checkpoints"] = {
+        k: dict(sorted(v.items())) for k, v in sorted(lock["checkpoints"].items())
+    }
+    path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,207 @@
+"""`make doctor`: is this machine ready for the labs, and if not, what to run.
+
+Prints versions, the CUDA build and driver, the device and profile chosen,
+free disk, every asset the profile needs (verified, corrupt or missing), the
+Jupyter port and the user. Exits 1 with a list of problems when something the
+labs need is wrong; warnings (a busy port, little disk) do not fail it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from mlsafety import SetupError
+
+MIN_FREE_GB = 2.0
+
+
+@dataclass
+class Report:
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, what: str, value: str) -> None:
+        self.lines.append((what, value))
+
+
+def _pins() -> dict[str, str]:
+    from mlsafety.paths import repo_root
+
+    pins = {}
+    path = repo_root() / "environments" / "requirements.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        name, sep, version = line.partition("==")
+        if sep:
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def _driver_version() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout else None
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _check_versions(report: Report) -> None:
+    import torch
+    import torchvision
+
+    py = platform.python_version()
+    report.add("python", f"{py} ({sys.executable})")
+    pins = _pins()
+    for name, module in (("torch", torch), ("torchvision", torchvision)):
+        have, want = module.__version__.split("+")[0], pins.get(name)
+        report.add(name, f"{module.__version__}" + (f" (pinned {want})" if want else ""))
+        if want and have != want:
+            report.problems.append(
+                f"{name} {have} is installed but environments/ pins {want}: run `make setup`"
+            )
+    built = torch.version.cuda
+    driver = _driver_version()
+    report.add(
+        "cuda",
+        f"torch built with CUDA {built}" if built else "torch built without CUDA (CPU wheel)",
+    )
+    report.add("nvidia driver", driver or "none found (nvidia-smi absent or no GPU)")
+
+
+def _check_device(report: Report, profile_name: str | None):
+    from mlsafety.hardware import pick_device, pick_profile
+
+    try:
+        device = pick_device()
+    except SetupError as err:
+        report.problems.append(str(err))
+        device = "cpu"
+    profile = pick_profile(profile_name, device=device)
+    source = (
+        "--profile"
+        if profile_name
+        else "MLSAFETY_PROFILE"
+        if os.environ.get("MLSAFETY_PROFILE")
+        else "the device"
+    )
+    report.add("device", str(device))
+    report.add("profile", f"{profile.name} (from {source})")
+    return profile
+
+
+def _check_disk(report: Report) -> None:
+    from mlsafety.paths import data_root, writable
+
+    root = data_root()
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    free_gb = shutil.disk_usage(probe).free / 1e9
+    mode = "writable" if writable(root) else "read-only"
+    report.add("data root", f"{root} ({mode}, {free_gb:.1f} GB free)")
+    if free_gb < MIN_FREE_GB:
+        report.warnings.append(f"only {free_gb:.1f} GB free under {probe}")
+
+
+def _check_assets(report: Report, profile, deep: bool) -> None:
+    from mlsafety import recipes
+    from mlsafety.assets import dataset_state, manifest
+    from mlsafety.checkpoints import read_record
+    from mlsafety.data import sha256_file, smoke_root, verify_smoke_data
+    from mlsafety.paths import data_root
+
+    datasets, checkpoints = manifest().for_profile(profile.name)
+    data_ok = True
+    for entry in datasets:
+        if entry.generated:
+            folder = smoke_root()
+            state = "verified" if (folder / "MANIFEST.json").exists() else "missing"
+            if state == "verified" and deep:
+                try:
+                    verify_smoke_data(folder)
+                except SetupError:
+                    state = "corrupt: a file does not match its sha256"
+        else:
+            folder = data_root() / entry.folder
+            state = dataset_state(entry, deep=deep)
+        report.add(f"dataset {entry.name}", f"{state}  ({folder})")
+        if state != "verified":
+            data_ok = False
+            report.problems.append(
+                f"dataset {entry.name} is {state} at {folder}: run `make data PROFILE={profile.name}`"
+            )
+    for entry in checkpoints:
+        path = recipes.find(entry.recipe, profile) if data_ok else None
+        if path is None:
+            state, where = "missing", "not built for this profile"
+        else:
+            # always re-hashed: a checkpoint is well under a megabyte
+            ok = sha256_file(path) == read_record(path)["sha256"]
+            state, where = ("verified" if ok else "corrupt"), str(path)
+        report.add(f"checkpoint {entry.name}", f"{state}  ({where})")
+        if state != "verified":
+            fix = "delete it and run" if state == "corrupt" else "run"
+            report.problems.append(
+                f"checkpoint {entry.name} is {state}: {fix} `make assets PROFILE={profile.name}`"
+            )
+
+
+def _check_port(report: Report, port: int) -> None:
+    free = port_free(port)
+    report.add("jupyter port", f"127.0.0.1:{port} " + ("free" if free else "in use"))
+    if not free:
+        report.warnings.append(
+            f"port {port} is in use (a running JupyterLab?): `make lab PORT=8889` picks another"
+        )
+
+
+def diagnose(profile_name: str | None = None, deep: bool = False, port: int = 8888) -> Report:
+    report = Report()
+    _check_versions(report)
+    profile = _check_device(report, profile_name)
+    _check_disk(report)
+    _check_assets(report, profile, deep)
+    _check_port(report, port)
+    report.add(
+        "user", f"uid {os.getuid()} gid {os.getgid()}" + (" (root)" if not os.getuid() else "")
+    )
+    return report
+
+
+def run_doctor(profile_name: str | None = None, deep: bool = False, port: int = 8888) -> int:
+    report = diagnose(profile_name, deep, port)
+    width = max(len(k) for k, _ in report.lines)
+    print("mlsafety doctor")
+    for what, value in report.lines:
+        print(f"  {what:<{width}}  {value}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    if report.problems:
+        print(f"{len(report.problems)} problem(s):")
+        for problem in report.problems:
+            print(f"  - {problem}")
+        return 1
+    print("all good: the labs can run at this profile")
+    return 0
