@@ -72,7 +72,7 @@ def test_make_reports_wrong_weeks_and_prints_help():
     assert bad.returncode != 0 and "valid weeks:" in bad.stderr
     assert "3 (week03_adversarial)" in bad.stderr
     help_text = run(["make", "--no-print-directory"]).stdout
-    for target in ("setup", "lab", "test-%", "assets", "data"):
+    for target in ("setup", "lab", "test-%", "assets", "data", "doctor"):
         assert target in help_text
 
 
