@@ -23,6 +23,14 @@ GRADED = {
 pytestmark = pytest.mark.timeout(20)
 
 
+def number(function: str, value) -> float:
+    """``value`` as a float, or a failure naming ``function`` if it is not a single number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pytest.fail(f"{function}: expected a single number, got {value!r}", pytrace=False)
+
+
 def same_global_draw(call) -> bool:
     """True if ``call()`` leaves the global numpy.random state alone."""
     np.random.seed(12345)
@@ -44,7 +52,7 @@ def reference_risk(p, s, e, v):
 @graded("expected_risk")
 def test_expected_risk_closed_form(risk):
     p, s = [0.1, 0.5, 0.02], [10.0, 2.0, 300.0]
-    got = risk.expected_risk(p, s)
+    got = number("expected_risk", risk.expected_risk(p, s))
     hints = {
         sum(p) * sum(s): "that is sum(p) * sum(severity); multiply per hazard, then sum",
         8.0 / 3: "that is the mean over hazards; the risk is the sum",
@@ -63,7 +71,7 @@ def test_expected_risk_decomposes_into_hazard_exposure_vulnerability(risk, rng):
         p, e, v = gen.random(n), gen.random(n), gen.random(n)
         s = gen.exponential(100.0, n)
         want = reference_risk(p, s, e, v)
-        got = risk.expected_risk(p, s, exposure=e, vulnerability=v)
+        got = number("expected_risk", risk.expected_risk(p, s, exposure=e, vulnerability=v))
         assert math.isclose(got, want, rel_tol=1e-9), (
             f"expected_risk: with {n} hazards and exposure/vulnerability given, expected "
             f"sum_h p*severity*exposure*vulnerability = {want:.6g}, got {got:.6g}"
@@ -304,7 +312,7 @@ def test_fault_tree_closed_forms(risk):
         ),
     ]
     for tree, want, why in cases:
-        got = risk.fault_tree_probability(tree, probs)
+        got = number("fault_tree_probability", risk.fault_tree_probability(tree, probs))
         assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12), (
             f"fault_tree_probability: {tree} with {probs} should be {want:.4f}, got {got:.4f} ({why})"
         )
@@ -319,7 +327,7 @@ def test_fault_tree_matches_enumerating_every_outcome(risk, rng):
         tree = random_tree(gen, names)
         probs = {name: float(p) for name, p in zip(names, gen.uniform(0.05, 0.95, n), strict=True)}
         want = brute_force_probability(tree, probs)
-        got = risk.fault_tree_probability(tree, probs)
+        got = number("fault_tree_probability", risk.fault_tree_probability(tree, probs))
         assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12), (
             f"fault_tree_probability: random tree #{trial} {tree} gives {got:.6f}, but summing "
             f"over all 2^{n} outcomes of its basic events gives {want:.6f}; "
@@ -332,7 +340,7 @@ def test_fault_tree_stays_a_probability_and_leaves_inputs_alone(risk):
     probs = {"a": 0.9, "b": 0.8, "c": 0.95, "d": 0.99}
     tree = ["OR", "a", "b", ["OR", "c", "d"]]  # lists work like tuples
     before_tree, before_probs = copy.deepcopy(tree), dict(probs)
-    got = risk.fault_tree_probability(tree, probs)
+    got = number("fault_tree_probability", risk.fault_tree_probability(tree, probs))
     assert type(got) is float, (
         f"fault_tree_probability: returned {type(got).__name__}; return a Python float"
     )
@@ -401,7 +409,7 @@ def tolerance(prob, trials=TRIALS, sigmas=4.5):
 @graded("layered_defence_failure")
 @pytest.mark.parametrize("p", [[0.1, 0.2, 0.3], [0.5, 0.5], [0.3, 0.05, 0.4, 0.6]])
 def test_independent_layers_fail_together_with_the_product(risk, rng, p):
-    got = risk.layered_defence_failure(p, 0.0, TRIALS, rng(3))
+    got = number("layered_defence_failure", risk.layered_defence_failure(p, 0.0, TRIALS, rng(3)))
     want = math.prod(p)
     assert abs(got - want) <= tolerance(want), (
         f"layered_defence_failure: independent layers {p} (correlation 0) should all fail with "
@@ -413,7 +421,9 @@ def test_independent_layers_fail_together_with_the_product(risk, rng, p):
 @graded("layered_defence_failure")
 @pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 1.0])
 def test_one_layer_keeps_its_failure_probability(risk, rng, rho):
-    got = risk.layered_defence_failure([0.1], rho, TRIALS, rng(4))
+    got = number(
+        "layered_defence_failure", risk.layered_defence_failure([0.1], rho, TRIALS, rng(4))
+    )
     assert abs(got - 0.1) <= tolerance(0.1), (
         f"layered_defence_failure: a single layer with p = 0.1 must fail with probability 0.1 at "
         f"any correlation, got {got:.4f} at correlation {rho}; Z = sqrt(rho) S + sqrt(1 - rho) E "
@@ -425,7 +435,7 @@ def test_one_layer_keeps_its_failure_probability(risk, rng, rho):
 @pytest.mark.parametrize("rho", [0.3, 0.7, 1.0])
 def test_correlated_layers_match_the_one_factor_model(risk, rng, rho):
     p = [0.1, 0.2, 0.05]
-    got = risk.layered_defence_failure(p, rho, TRIALS, rng(5))
+    got = number("layered_defence_failure", risk.layered_defence_failure(p, rho, TRIALS, rng(5)))
     want = one_factor_reference(p, rho)
     assert abs(got - want) <= tolerance(want), (
         f"layered_defence_failure: layers {p} at correlation {rho} should all fail with "
@@ -438,7 +448,10 @@ def test_correlated_layers_match_the_one_factor_model(risk, rng, rho):
 def test_correlation_raises_the_joint_failure_above_the_product(risk, rng):
     p = [0.1, 0.1, 0.1]
     rhos = [0.0, 0.25, 0.5, 0.75, 1.0]
-    got = [risk.layered_defence_failure(p, rho, TRIALS, rng(6)) for rho in rhos]
+    got = [
+        number("layered_defence_failure", risk.layered_defence_failure(p, rho, TRIALS, rng(6)))
+        for rho in rhos
+    ]
     product = math.prod(p)
     rising = all(a < b for a, b in itertools.pairwise(got))
     assert rising and got[2] > 5 * product, (
