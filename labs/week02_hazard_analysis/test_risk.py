@@ -152,6 +152,13 @@ def mode(name, s, o, d, **extra):
     return {"name": name, "severity": s, "occurrence": o, "detection": d, **extra}
 
 
+def ranking(got) -> list[tuple]:
+    """fmea_rank's result as a list of tuples, or a failure saying what shape it should have."""
+    if not isinstance(got, (list, tuple)) or not all(isinstance(r, (list, tuple)) for r in got):
+        pytest.fail(f"fmea_rank: expected a list of (name, rpn) pairs, got {got!r}", pytrace=False)
+    return [tuple(row) for row in got]
+
+
 def reference_fmea(modes):
     keyed = [
         (-(m["severity"] * m["occurrence"] * m["detection"]), -m["severity"], i, m["name"])
@@ -175,8 +182,8 @@ def test_fmea_rank_orders_by_the_product_of_ratings(risk):
         ("label noise", 81),
         ("cosmetic typo", 4),
     ]
-    got = risk.fmea_rank(sheet)
-    assert [tuple(row) for row in got] == want, (
+    got = ranking(risk.fmea_rank(sheet))
+    assert got == want, (
         f"fmea_rank: expected {want}, got {got}; RPN = severity * occurrence * detection, "
         f"highest first"
     )
@@ -196,7 +203,7 @@ def test_fmea_rank_breaks_ties_by_severity_then_input_order(risk):
         ("a: second of a pair", 60),
         ("b: frequent nuisance", 60),
     ]
-    got = [tuple(row) for row in risk.fmea_rank(sheet)]
+    got = ranking(risk.fmea_rank(sheet))
     assert got == want, (
         f"fmea_rank: four modes share RPN 60; expected {[n for n, _ in want]}, got "
         f"{[n for n, _ in got]}; break ties by severity (higher first), then keep the input order"
@@ -210,7 +217,7 @@ def test_fmea_rank_matches_a_brute_force_ranking(risk, rng):
         ratings = gen.integers(1, 11, size=(size, 3))
         sheet = [mode(f"mode {i}", *map(int, r)) for i, r in enumerate(ratings)]
         want = reference_fmea(sheet)
-        got = [tuple(row) for row in risk.fmea_rank(sheet)]
+        got = ranking(risk.fmea_rank(sheet))
         assert got == want, (
             f"fmea_rank: on a random worksheet of {size} modes the ranking differs from "
             f"sorting by (RPN desc, severity desc, input order); first rows expected {want[:4]}, "
@@ -222,7 +229,7 @@ def test_fmea_rank_matches_a_brute_force_ranking(risk, rng):
 def test_fmea_rank_returns_new_rows_of_ints_and_leaves_the_sheet_alone(risk):
     sheet = [mode("a", 3, 3, 3, owner="data team"), mode("b", 7, 2, 5)]
     before = copy.deepcopy(sheet)
-    got = risk.fmea_rank(sheet)
+    got = ranking(risk.fmea_rank(sheet))
     assert sheet == before, (
         "fmea_rank: modified the worksheet (its list or dicts); build new rows instead"
     )

@@ -31,6 +31,19 @@ def number(function: str, value) -> float:
         pytest.fail(f"{function}: expected a single number, got {value!r}", pytrace=False)
 
 
+def array(function: str, value, shape=None) -> np.ndarray:
+    """``value`` as a float array (of ``shape`` if given), or a failure naming ``function``."""
+    try:
+        out = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        pytest.fail(f"{function}: expected a numpy array, got {value!r}", pytrace=False)
+    if shape is not None and out.shape != shape:
+        pytest.fail(
+            f"{function}: expected an array of shape {shape}, got {out.shape}", pytrace=False
+        )
+    return out
+
+
 def same_global_draw(call) -> bool:
     """True if ``call()`` leaves the global numpy.random state alone."""
     np.random.seed(12345)
@@ -70,7 +83,7 @@ def test_sample_pareto_shape_dtype_and_support(tails, rng):
             f"{getattr(x, 'shape', type(x).__name__)}"
         )
         assert x.dtype == np.float64, f"sample_pareto: dtype should be float64, got {x.dtype}"
-    x = tails.sample_pareto(1.2, 20_000, rng(1), x_min=2.5)
+    x = array("sample_pareto", tails.sample_pareto(1.2, 20_000, rng(1), x_min=2.5), (20_000,))
     assert x.min() >= 2.5, (
         f"sample_pareto: Pareto I never goes below x_min = 2.5, got a minimum of {x.min():.4f}; "
         f"rng.pareto is the Lomax distribution: x_min * (1 + rng.pareto(alpha)) is Pareto I"
@@ -82,7 +95,7 @@ def test_sample_pareto_shape_dtype_and_support(tails, rng):
 @pytest.mark.parametrize("alpha,x_min", [(0.7, 1.0), (1.5, 2.5), (3.0, 0.5)])
 def test_sample_pareto_follows_the_pareto_law(tails, rng, alpha, x_min):
     n = 40_000
-    x = tails.sample_pareto(alpha, n, rng(2), x_min=x_min)
+    x = array("sample_pareto", tails.sample_pareto(alpha, n, rng(2), x_min=x_min), (n,))
     median, want = float(np.median(x)), x_min * 2 ** (1 / alpha)
     assert abs(median / want - 1) < 0.03, (
         f"sample_pareto: the median of Pareto(alpha={alpha}, x_min={x_min}) is "
@@ -228,7 +241,7 @@ def reference_max_to_sum(x, p):
 )
 def test_max_to_sum_closed_form(tails, p, want):
     x = [1.0, -3.0, 2.0]
-    got = tails.max_to_sum_ratio(x, p)
+    got = array("max_to_sum_ratio", tails.max_to_sum_ratio(x, p), (3,))
     assert np.allclose(got, want, rtol=1e-12), (
         f"max_to_sum_ratio: x = {x}, p = {p} should give {[round(w, 4) for w in want]}, got "
         f"{np.round(np.asarray(got, dtype=float), 4).tolist()}; R_n = running max of |x|**p over "
@@ -254,7 +267,7 @@ def test_max_to_sum_matches_a_running_reference(tails, rng):
             f"got {got[bad]:.6f}; use the running (cumulative) max and sum of |x|**p"
         )
     assert np.array_equal(x, before), "max_to_sum_ratio: modified x in place"
-    ones = tails.max_to_sum_ratio(np.ones(4), 2.0)
+    ones = array("max_to_sum_ratio", tails.max_to_sum_ratio(np.ones(4), 2.0), (4,))
     assert np.allclose(ones, [1, 1 / 2, 1 / 3, 1 / 4]), (
         f"max_to_sum_ratio: four equal values should give [1, 1/2, 1/3, 1/4], got {ones}"
     )
@@ -271,7 +284,10 @@ def test_max_to_sum_matches_a_running_reference(tails, rng):
     ids=["normal-p4", "exponential-p2", "pareto3-p1"],
 )
 def test_max_to_sum_goes_to_zero_when_the_moment_is_finite(tails, rng, name, draw, p):
-    finals = [tails.max_to_sum_ratio(draw(rng(s), 20_000), p)[-1] for s in range(5)]
+    finals = [
+        array("max_to_sum_ratio", tails.max_to_sum_ratio(draw(rng(s), 20_000), p), (20_000,))[-1]
+        for s in range(5)
+    ]
     assert max(finals) < 0.05, (
         f"max_to_sum_ratio: for {name} data the {p}-th moment is finite, so the ratio should "
         f"be near 0 after 20000 values; got final ratios {np.round(finals, 4).tolist()}"
@@ -282,7 +298,12 @@ def test_max_to_sum_goes_to_zero_when_the_moment_is_finite(tails, rng, name, dra
 @pytest.mark.parametrize("alpha,p", [(1.5, 4), (1.5, 3), (0.8, 1)])
 def test_max_to_sum_stays_away_from_zero_when_alpha_is_below_p(tails, alpha, p):
     finals = [
-        tails.max_to_sum_ratio(reference_pareto(alpha, 5_000, seed=s), p)[-1] for s in range(30)
+        array(
+            "max_to_sum_ratio",
+            tails.max_to_sum_ratio(reference_pareto(alpha, 5_000, seed=s), p),
+            (5_000,),
+        )[-1]
+        for s in range(30)
     ]
     # For Pareto data with alpha < p the mean ratio tends to 1 - alpha / p.
     mean, limit = float(np.mean(finals)), 1 - alpha / p
@@ -345,7 +366,8 @@ def test_process_shape_start_and_dtype(tails, rng, name):
 @graded("multiplicative_process")
 def test_multiplicative_process_is_lognormal_with_mean_one(tails, rng):
     n_paths, n_steps, sigma = 20_000, 25, 0.2
-    final = tails.multiplicative_process(n_paths, n_steps, sigma, rng(2))[:, -1]
+    paths = tails.multiplicative_process(n_paths, n_steps, sigma, rng(2))
+    final = array("multiplicative_process", paths, (n_paths, n_steps + 1))[:, -1]
     logs = np.log(final)
     mean_log, sd_log = -n_steps * sigma**2 / 2, sigma * math.sqrt(n_steps)
     assert abs(logs.mean() - mean_log) < 0.03 and abs(logs.std() / sd_log - 1) < 0.03, (
@@ -363,7 +385,11 @@ def test_multiplicative_process_is_lognormal_with_mean_one(tails, rng):
 @graded("additive_process")
 def test_additive_process_has_thin_tails_around_t(tails, rng):
     n_paths, n_steps, sigma = 20_000, 25, 0.5
-    paths = tails.additive_process(n_paths, n_steps, sigma, rng(3))
+    paths = array(
+        "additive_process",
+        tails.additive_process(n_paths, n_steps, sigma, rng(3)),
+        (n_paths, n_steps + 1),
+    )
     final, steps = paths[:, -1], np.diff(paths, axis=1)
     sd = math.sqrt(n_steps * math.expm1(sigma**2))
     assert np.all(steps > 0), (
@@ -378,7 +404,7 @@ def test_additive_process_has_thin_tails_around_t(tails, rng):
 
 @pytest.mark.parametrize("name", PROCESSES)
 def test_process_without_volatility_is_deterministic(tails, rng, name):
-    paths = getattr(tails, name)(4, 6, 0.0, rng(4))
+    paths = array(name, getattr(tails, name)(4, 6, 0.0, rng(4)), (4, 7))
     want = np.ones((4, 7)) if name == "multiplicative_process" else np.tile(np.arange(7.0), (4, 1))
     assert np.allclose(paths, want), (
         f"{name}: with sigma = 0 every factor is exactly 1, so every path should be "
@@ -403,7 +429,7 @@ def test_process_is_reproducible_from_the_generator(tails, rng, name):
 def test_process_follows_the_documented_shocks(tails, rng, name):
     n_paths, n_steps, sigma = 50, 30, 0.4
     want = reference_process(name, n_paths, n_steps, sigma, seed=1)
-    got = np.asarray(getattr(tails, name)(n_paths, n_steps, sigma, rng(1)))
+    got = array(name, getattr(tails, name)(n_paths, n_steps, sigma, rng(1)))
     op = "multiplies" if name == "multiplicative_process" else "adds"
     gap = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
     assert got.shape == want.shape and np.allclose(got, want, rtol=1e-10), (
@@ -469,13 +495,19 @@ def test_top_share_matches_a_brute_force_reference(tails, rng):
         (99, 0.333),
         (10, 0.31),
         (40, 0.205),
+        (100, 0.07),
     ]:
         x = gen.lognormal(0, 1.5, n)
         want, got = reference_top_share(x, q), number("top_share", tails.top_share(x, q))
         k = math.ceil(round(q * n, 9))
+        float_note = (
+            f" (in floating point q * n = {q * n!r}: round it to 9 decimals before rounding up)"
+            if q * n != round(q * n, 9)
+            else ""
+        )
         assert math.isclose(got, want, rel_tol=1e-9), (
             f"top_share: n = {n}, q = {q}: expected the top k = {k} values to hold {want:.6f} of "
-            f"the total, got {got:.6f}; k is the smallest whole number >= q * n"
+            f"the total, got {got:.6f}; k is the smallest whole number >= q * n{float_note}"
         )
 
 
