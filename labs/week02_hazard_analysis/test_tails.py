@@ -39,7 +39,9 @@ def array(function: str, value, shape=None) -> np.ndarray:
         pytest.fail(f"{function}: expected a numpy array, got {value!r}", pytrace=False)
     if shape is not None and out.shape != shape:
         pytest.fail(
-            f"{function}: expected an array of shape {shape}, got {out.shape}", pytrace=False
+            f"{function}: expected an array of shape {shape}, got {type(value).__name__} "
+            f"of shape {out.shape}",
+            pytrace=False,
         )
     return out
 
