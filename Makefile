@@ -13,10 +13,11 @@ IMPL ?= student
 FUNCTIONS ?=
 ARGS ?=
 LOCK ?=
+SECTIONS ?=
 PROFILE ?=
 PORT ?= 8888
 
-.PHONY: help setup lab test test-week% verify-% assets data doctor lint format lock clean weeks
+.PHONY: help setup lab test test-week% verify-% assets data doctor bench lint format lock clean weeks
 
 help: ## Show this help
 	@echo "ML Safety labs. Usage: make <target> [VAR=value]"
@@ -66,6 +67,15 @@ data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's); resu
 doctor: $(STAMP) ## Check versions, device, profile, disk, assets, port; list what to fix
 	@$(BIN)/mlsafety doctor $(if $(PROFILE),--profile $(PROFILE)) --port $(PORT)
 
+BENCH := .bench
+$(BENCH)/.installed: environments/bench.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(BENCH) -r environments/bench.txt
+	@touch $@
+
+bench: $(STAMP) $(BENCH)/.installed ## Time self-checks, notebooks, comparisons, Jupyter; writes docs/benchmarks.md
+	PYTHONPATH=$(BENCH) $(BIN)/python scripts/bench.py $(if $(SECTIONS),--sections $(SECTIONS))
+
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -76,5 +86,5 @@ lock: $(STAMP) ## Regenerate environments/requirements.txt from requirements.in
 	$(BIN)/python scripts/lock_requirements.py
 
 clean: ## Remove the venv, built data and caches
-	rm -rf $(VENV) data .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH) data .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

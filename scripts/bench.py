@@ -1,0 +1,502 @@
+"""`make bench`: how fast the labs answer on this machine, measured side by side.
+
+Writes docs/benchmarks.md (tables) and docs/benchmarks.json:
+
+- each week's `make test-weekN IMPL=solution` against its floor (a pytest run
+  whose one test imports torch), and the ratio (goal: at most 2.5);
+- each notebook at the smoke profile (goal: 60 s) and, where the real data is
+  present, at the cpu profile (goal: 5 minutes);
+- the reference solutions against the libraries a user would pick instead, on
+  the same model, data and budget, for speed and for agreement of results;
+- JupyterLab from process start to answering its API, next to a bare
+  jupyter-server (goal: 5 s);
+- the checkpoint recipes' build time per profile (goal: 15 minutes at cpu).
+
+Times are the best of ``--repeats`` runs (this machine is shared and noisy);
+ratios compare runs taken minutes apart in the same process. The comparison
+libraries come from environments/bench.txt, installed into .bench/ by
+`make bench` and never into the lab environment.
+
+    python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes]
+                            [--weeks 3,5] [--repeats 3] [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes")
+GOALS = {
+    "week_ratio": 2.5,
+    "notebook_smoke_s": 60,
+    "notebook_cpu_s": 300,
+    "notebook_gpu_s": 120,
+    "jupyter_s": 5,
+    "recipes_cpu_s": 900,
+}
+
+
+def run_quiet(cmd: list[str], env: dict | None = None, ok=(0,)) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True)
+    if done.returncode not in ok:
+        tail = (done.stdout + done.stderr).decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{tail}")
+
+
+# --------------------------------------------------------------------------- #
+# Weeks: self-check time against the floor.
+# --------------------------------------------------------------------------- #
+
+
+def bench_weeks(weeks: dict[int, Path], repeats: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        floor_test = Path(tmp) / "test_floor.py"
+        floor_test.write_text("def test_floor():\n    import torch  # noqa: F401\n")
+        floor_cmd = [str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        floor_cmd += ["--rootdir", tmp, str(floor_test)]
+        rows = []
+        for number, folder in weeks.items():
+            week_cmd = [str(BIN / "mlsafety"), "test", str(number), "--impl", "solution"]
+            run_quiet(week_cmd)  # warm: checkpoints built, tensor caches written
+            # interleave floor and week so that load on the machine hits both alike
+            floor, week = [], []
+            for _ in range(repeats):
+                for times, cmd in ((floor, floor_cmd), (week, week_cmd)):
+                    started = time.perf_counter()
+                    run_quiet(cmd)
+                    times.append(time.perf_counter() - started)
+            rows.append(
+                {
+                    "week": number,
+                    "lab": folder.name,
+                    "floor_s": round(min(floor), 2),
+                    "self_check_s": round(min(week), 2),
+                    "ratio": round(min(week) / min(floor), 2),
+                }
+            )
+            print(f"week {number}: {rows[-1]}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# Notebooks at the smoke profile, and at cpu where the data is present.
+# --------------------------------------------------------------------------- #
+
+
+def profile_data_present(profile: str) -> bool:
+    from mlsafety.assets import dataset_state, manifest
+
+    datasets, _ = manifest().for_profile(profile)
+    return all(d.generated or dataset_state(d) == "verified" for d in datasets)
+
+
+def run_notebook(path: Path, profile: str) -> float:
+    import nbclient
+    import nbformat
+
+    env = {"MLSAFETY_PROFILE": profile, "MLSAFETY_IMPL": "solution", "MPLBACKEND": "Agg"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        nb = nbformat.read(path, as_version=4)
+        client = nbclient.NotebookClient(
+            nb,
+            timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        started = time.perf_counter()
+        client.execute()
+        return time.perf_counter() - started
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def bench_notebooks(weeks: dict[int, Path]) -> list[dict]:
+    profiles = ["smoke"] + [p for p in ("cpu",) if profile_data_present(p)]
+    rows = []
+    for number, folder in weeks.items():
+        row = {"week": number, "lab": folder.name}
+        for profile in profiles:
+            row[f"{profile}_s"] = round(run_notebook(folder / "lab.ipynb", profile), 1)
+        if "cpu" not in profiles:
+            row["cpu_s"] = None  # the cpu profile's real data is not on this machine
+        rows.append(row)
+        print(f"notebook week {number}: {row}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# Reference solutions against the libraries a user would pick instead.
+# --------------------------------------------------------------------------- #
+
+
+def side_by_side(fns: dict, repeats: int) -> dict[str, float]:
+    """Best time of each function, calls interleaved so that load hits all alike."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(max(repeats, 5)):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+def compare_pgd(repeats: int) -> dict:
+    import torch
+    import torchattacks
+
+    from mlsafety import recipes
+    from mlsafety.data import load_tensors
+    from mlsafety.grading import load_module
+
+    attacks = load_module("attacks", 3, "solution")
+    model = recipes.load("standard_cnn", "smoke")
+    x, y = load_tensors("digits", train=False)
+    eps, alpha, steps = (
+        0.1,
+        0.025,
+        10,
+    )  # robust accuracy well inside (0, 1), so agreement means something
+    theirs_attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
+    fns = {
+        "ours": lambda: attacks.pgd_linf(model, x, y, eps, alpha, steps),
+        "theirs": lambda: theirs_attack(x, y),
+    }
+    best = side_by_side(fns, repeats)
+    x_ours, x_theirs = fns["ours"](), fns["theirs"]()
+    with torch.no_grad():
+        pred_ours, pred_theirs = model(x_ours).argmax(1), model(x_theirs).argmax(1)
+    acc_ours = (pred_ours == y).float().mean().item()
+    acc_theirs = (pred_theirs == y).float().mean().item()
+    gap = (x_ours - x_theirs).abs().max().item()
+    return {
+        "comparison": "pgd_linf vs torchattacks.PGD",
+        "setting": f"standard_cnn (smoke), {len(x)} digits, eps={eps}, alpha={alpha}, "
+        f"steps={steps}, no random start",
+        "ours_per_s": round(len(x) / best["ours"]),
+        "theirs_per_s": round(len(x) / best["theirs"]),
+        "speed_ratio": round(best["theirs"] / best["ours"], 2),
+        "agreement": f"robust accuracy {acc_ours:.4f} vs {acc_theirs:.4f}; "
+        f"max |x_ours - x_theirs| = {gap:.1e}; same prediction on "
+        f"{(pred_ours == pred_theirs).float().mean().item():.1%}",
+        "agrees": abs(acc_ours - acc_theirs) < 1e-9 and gap < 1e-5,
+        "goal": "speed ratio >= 1.0, same robust accuracy",
+    }
+
+
+def find_solution_function(name: str):
+    """The reference implementation of graded function ``name``, from whichever
+    week defines it, or None while that lab does not exist yet."""
+    from mlsafety.grading import load_module
+    from mlsafety.weeks import all_weeks, module_names, solution_dir
+
+    for number, folder in all_weeks().items():
+        for module in module_names(folder):
+            if (solution_dir(folder) / f"{module}.py").exists():
+                found = getattr(load_module(module, number, "solution"), name, None)
+                if found is not None:
+                    return found
+    return None
+
+
+PENDING = {
+    "integrated_gradients vs captum.attr.IntegratedGradients": "integrated_gradients",
+    "auroc / fpr_at_tpr vs scikit-learn and torchmetrics": "auroc",
+    "ece vs torchmetrics MulticlassCalibrationError": "ece",
+}
+
+
+def bench_compare(repeats: int) -> list[dict]:
+    rows = [compare_pgd(repeats)]
+    print(f"compare: {rows[-1]}", flush=True)
+    for comparison, function in PENDING.items():
+        if find_solution_function(function) is None:
+            rows.append({"comparison": comparison, "pending": f"no lab defines {function} yet"})
+        else:
+            rows.append({"comparison": comparison, "pending": "comparison not written yet"})
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# JupyterLab start-up.
+# --------------------------------------------------------------------------- #
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _time_to_api(cmd: list[str], port: int, token: str) -> float:
+    env = {**os.environ, "JUPYTER_TOKEN": token}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/status?token={token}"
+        while time.perf_counter() - started < 120:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - started
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        raise RuntimeError(f"{cmd[3]} did not answer within 120 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def bench_jupyter(repeats: int) -> list[dict]:
+    from mlsafety.lab import lab_command
+
+    token = secrets.token_urlsafe(16)
+    rows = []
+    for name in ("jupyterlab (make lab)", "bare jupyter-server"):
+
+        def start(name=name):
+            port = _free_port()
+            cmd = lab_command(port)
+            if name.startswith("bare"):
+                cmd[3] = "server"
+            return _time_to_api(cmd, port, token)
+
+        rows.append({"server": name, "seconds": round(min(start() for _ in range(repeats)), 2)})
+        print(f"jupyter: {rows[-1]}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoint recipes.
+# --------------------------------------------------------------------------- #
+
+
+def bench_recipes() -> list[dict]:
+    from mlsafety import recipes
+    from mlsafety.assets import manifest
+    from mlsafety.paths import data_root
+
+    rows = []
+    real_root = data_root()
+    for profile in ["smoke"] + [p for p in ("cpu",) if profile_data_present(p)]:
+        with tempfile.TemporaryDirectory() as tmp:
+            # fresh checkpoint folders; the datasets are linked from the real data root
+            for entry in real_root.iterdir() if real_root.exists() else []:
+                if entry.name not in ("checkpoints",) and not entry.name.startswith("."):
+                    (Path(tmp) / entry.name).symlink_to(entry)
+            saved = os.environ.get("MLSAFETY_DATA")
+            os.environ["MLSAFETY_DATA"] = tmp
+            try:
+                total = 0.0
+                for entry in manifest().for_profile(profile)[1]:
+                    started = time.perf_counter()
+                    recipes.ensure(entry.recipe, profile, quiet=True)
+                    seconds = time.perf_counter() - started
+                    total += seconds
+                    rows.append({"profile": profile, "checkpoint": entry.name, "seconds": seconds})
+                rows.append({"profile": profile, "checkpoint": "all", "seconds": total})
+            finally:
+                if saved is None:
+                    os.environ.pop("MLSAFETY_DATA")
+                else:
+                    os.environ["MLSAFETY_DATA"] = saved
+        print(f"recipes {profile}: {total:.1f} s", flush=True)
+    for row in rows:
+        row["seconds"] = round(row["seconds"], 1)
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# Report.
+# --------------------------------------------------------------------------- #
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def _table(headers: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
+    return lines + [""]
+
+
+def _mark(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def render(report: dict) -> str:
+    m = report["machine"]
+    out = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
+        f"GPU: {m['gpu'] or 'none'}, Python {m['python']}, torch {m['torch']}. "
+        f"Times are the best of {report['repeats']} runs. Regenerate with `make bench`.",
+        "",
+    ]
+    if "weeks" in report:
+        out += ["## Self-check (`make test-weekN IMPL=solution`) against the floor", ""]
+        out += [
+            "The floor is a pytest run whose only test imports torch. "
+            f"Goal: ratio at most {GOALS['week_ratio']}.",
+            "",
+        ]
+        out += _table(
+            ["week", "lab", "floor (s)", "self-check (s)", "ratio", "goal met"],
+            [
+                [r["week"], r["lab"], r["floor_s"], r["self_check_s"], r["ratio"]]
+                + [_mark(r["ratio"] <= GOALS["week_ratio"])]
+                for r in report["weeks"]
+            ],
+        )
+    if "notebooks" in report:
+        out += ["## Notebooks, top to bottom with the reference solution", ""]
+        out += [
+            f"Goals: smoke at most {GOALS['notebook_smoke_s']} s, cpu at most "
+            f"{GOALS['notebook_cpu_s']} s on 2 cores; cpu is measured only where its real "
+            "data is present (`make data PROFILE=cpu`).",
+            "",
+        ]
+        out += _table(
+            ["week", "lab", "smoke (s)", "cpu (s)", "goal met"],
+            [
+                [r["week"], r["lab"], r["smoke_s"], r.get("cpu_s") or "not measured"]
+                + [
+                    _mark(
+                        r["smoke_s"] <= GOALS["notebook_smoke_s"]
+                        and (r.get("cpu_s") or 0) <= GOALS["notebook_cpu_s"]
+                    )
+                ]
+                for r in report["notebooks"]
+            ],
+        )
+    if "compare" in report:
+        out += ["## Reference solutions against the libraries users would pick instead", ""]
+        done = [r for r in report["compare"] if "pending" not in r]
+        out += _table(
+            ["comparison", "setting", "ours (ex/s)", "theirs (ex/s)", "speed ratio", "results"],
+            [
+                [
+                    r["comparison"],
+                    r["setting"],
+                    r["ours_per_s"],
+                    r["theirs_per_s"],
+                    r["speed_ratio"],
+                    r["agreement"] + ("" if r["agrees"] else " (**differ**)"),
+                ]
+                for r in done
+            ],
+        )
+        for r in report["compare"]:
+            if "pending" in r:
+                out.append(f"- {r['comparison']}: pending ({r['pending']}).")
+        out.append("")
+    if "jupyter" in report:
+        out += ["## JupyterLab start-up", ""]
+        out += [
+            "From process start to `GET /api/status` answering 200. "
+            f"Goal: at most {GOALS['jupyter_s']} s.",
+            "",
+        ]
+        out += _table(
+            ["server", "seconds"], [[r["server"], r["seconds"]] for r in report["jupyter"]]
+        )
+    if "recipes" in report:
+        out += ["## Checkpoint recipes (fresh builds)", ""]
+        out += [
+            f"Goal: every cpu checkpoint in at most {GOALS['recipes_cpu_s'] // 60} minutes on "
+            "2 cores; cpu is measured only where its real data is present.",
+            "",
+        ]
+        out += _table(
+            ["profile", "checkpoint", "seconds"],
+            [[r["profile"], r["checkpoint"], r["seconds"]] for r in report["recipes"]],
+        )
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mlsafety.weeks import all_weeks
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--weeks", default=None, help="comma-separated week numbers (all)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "docs"))
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    weeks = all_weeks()
+    if args.weeks:
+        weeks = {n: weeks[n] for n in (int(w) for w in args.weeks.split(","))}
+    report = {"machine": machine(), "repeats": args.repeats, "goals": GOALS}
+    if "weeks" in sections:
+        report["weeks"] = bench_weeks(weeks, args.repeats)
+    if "notebooks" in sections:
+        report["notebooks"] = bench_notebooks(weeks)
+    if "compare" in sections:
+        report["compare"] = bench_compare(args.repeats)
+    if "jupyter" in sections:
+        report["jupyter"] = bench_jupyter(args.repeats)
+    if "recipes" in sections:
+        report["recipes"] = bench_recipes()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "benchmarks.md").write_text(render(report))
+    print(f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
