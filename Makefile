@@ -27,6 +27,7 @@ help: ## Show this help
 	@echo
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
+	@echo "           LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
 
 $(STAMP): environments/requirements.txt pyproject.toml
@@ -43,7 +44,7 @@ setup: $(STAMP) ## Build the .venv from environments/ (seconds when already buil
 lab: $(STAMP) ## Fetch/build what PROFILE needs (skipped when present), start JupyterLab with a token
 	@$(BIN)/mlsafety data --quiet $(if $(PROFILE),--profile $(PROFILE)) || \
 		echo "mlsafety: starting anyway; MLSAFETY_PROFILE=smoke runs every lab on offline data"
-	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) >/dev/null || true
+	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) || true
 	$(BIN)/mlsafety lab --port $(PORT)
 
 test: $(STAMP) ## The project's own test suite (what CI runs)

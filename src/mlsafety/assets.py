@@ -200,13 +200,17 @@ def fetch_dataset(
             f"point MLSAFETY_DATA at a writable folder and run `{entry.fetch_command}`"
         )
     downloads = root / ".downloads" / name
-    fetched = [
-        fetch_file(f, downloads, name, progress=progress, **download_options) for f in entry.files
-    ]
-    install(entry, fetched, root)
-    shutil.rmtree(downloads, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        downloads.parent.rmdir()  # only when no other dataset is half-fetched
+    try:
+        fetched = [
+            fetch_file(f, downloads, name, progress=progress, **download_options)
+            for f in entry.files
+        ]
+        install(entry, fetched, root)
+        shutil.rmtree(downloads, ignore_errors=True)
+    finally:
+        for folder in (downloads, downloads.parent):  # kept only while they hold a .part to resume
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return final, "fetched"
 
 
