@@ -364,7 +364,8 @@ def machine() -> dict:
 
 def _table(headers: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
+    cell = lambda v: "" if v is None else str(v).replace("|", "\\|")  # noqa: E731
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return lines + [""]
 
 
