@@ -9,6 +9,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture
+def server():
+    """A local HTTP server on 127.0.0.1 whose files misbehave on request (tests/http_server.py)."""
+    from .http_server import LocalServer, start
+
+    state = LocalServer()
+    httpd = start(state)
+    yield state
+    httpd.shutdown()
+
+
 @pytest.fixture(scope="session")
 def smoke_copy(tmp_path_factory):
     """The offline digits written into a fresh folder (not the shared data root)."""

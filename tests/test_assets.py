@@ -19,7 +19,6 @@ from mlsafety.download import RemoteFile
 from mlsafety.hardware import PROFILES
 
 from .conftest import BIN, run
-from .http_server import LocalServer, start
 
 FAST = {"timeout": 2.0, "retries": 1, "backoff": 0.01}
 
@@ -75,14 +74,6 @@ def test_the_lock_records_every_smoke_checkpoint_with_current_settings():
 # --------------------------------------------------------------------------- #
 # Installing datasets from a local server, then reading them the real way.
 # --------------------------------------------------------------------------- #
-
-
-@pytest.fixture
-def server():
-    state = LocalServer()
-    httpd = start(state)
-    yield state
-    httpd.shutdown()
 
 
 def _entry(server, name, folder, layout, blobs: dict[str, bytes], behaviour="good"):

@@ -11,19 +11,9 @@ import pytest
 from mlsafety import SetupError
 from mlsafety.download import RemoteFile, fetch_file
 
-from .http_server import LocalServer, start
-
 BODY = bytes(range(256)) * 4096  # 1 MiB, so a dropped connection leaves a real part file
 SHA = hashlib.sha256(BODY).hexdigest()
 FAST = {"timeout": 2.0, "retries": 2, "backoff": 0.01, "progress": False}
-
-
-@pytest.fixture
-def server():
-    state = LocalServer()
-    httpd = start(state)
-    yield state
-    httpd.shutdown()
 
 
 def remote(*urls):

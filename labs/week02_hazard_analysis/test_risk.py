@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mlsafety.grading import graded
+from mlsafety.specs import array, number, same_global_draw
 
 GRADED = {
     "expected_risk": "core",
@@ -21,23 +22,6 @@ GRADED = {
     "layered_defence_failure": "stretch",
 }
 pytestmark = pytest.mark.timeout(20)
-
-
-def number(function: str, value) -> float:
-    """``value`` as a float, or a failure naming ``function`` if it is not a single number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        pytest.fail(f"{function}: expected a single number, got {value!r}", pytrace=False)
-
-
-def same_global_draw(call) -> bool:
-    """True if ``call()`` leaves the global numpy.random state alone."""
-    np.random.seed(12345)
-    call()
-    after = np.random.random()
-    np.random.seed(12345)
-    return after == np.random.random()
 
 
 # --------------------------------------------------------------------------- #

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mlsafety.grading import graded
+from mlsafety.specs import array, number, same_global_draw
 
 GRADED = {
     "sample_pareto": "core",
@@ -21,38 +22,6 @@ GRADED = {
     "top_share": "core",
 }
 pytestmark = pytest.mark.timeout(20)
-
-
-def number(function: str, value) -> float:
-    """``value`` as a float, or a failure naming ``function`` if it is not a single number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        pytest.fail(f"{function}: expected a single number, got {value!r}", pytrace=False)
-
-
-def array(function: str, value, shape=None) -> np.ndarray:
-    """``value`` as a float array (of ``shape`` if given), or a failure naming ``function``."""
-    try:
-        out = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        pytest.fail(f"{function}: expected a numpy array, got {value!r}", pytrace=False)
-    if shape is not None and out.shape != shape:
-        pytest.fail(
-            f"{function}: expected an array of shape {shape}, got {type(value).__name__} "
-            f"of shape {out.shape}",
-            pytrace=False,
-        )
-    return out
-
-
-def same_global_draw(call) -> bool:
-    """True if ``call()`` leaves the global numpy.random state alone."""
-    np.random.seed(12345)
-    call()
-    after = np.random.random()
-    np.random.seed(12345)
-    return after == np.random.random()
 
 
 def reference_pareto(alpha, n, seed, x_min=1.0):

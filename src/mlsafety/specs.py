@@ -1,0 +1,43 @@
+"""Small helpers for writing specs whose failures read well.
+
+A student's function may return the wrong kind of thing (None, a list of
+tensors, an array where a number was asked); these turn that into one line
+naming the function instead of a traceback from deep inside the spec.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def number(function: str, value) -> float:
+    """``value`` as a float, or a failure naming ``function`` if it is not a single number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pytest.fail(f"{function}: expected a single number, got {value!r}", pytrace=False)
+
+
+def array(function: str, value, shape=None) -> np.ndarray:
+    """``value`` as a float array (of ``shape`` if given), or a failure naming ``function``."""
+    try:
+        out = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        pytest.fail(f"{function}: expected a numpy array, got {value!r}", pytrace=False)
+    if shape is not None and out.shape != shape:
+        pytest.fail(
+            f"{function}: expected an array of shape {shape}, got {type(value).__name__} "
+            f"of shape {out.shape}",
+            pytrace=False,
+        )
+    return out
+
+
+def same_global_draw(call) -> bool:
+    """True if ``call()`` leaves the global numpy.random state alone."""
+    np.random.seed(12345)
+    call()
+    after = np.random.random()
+    np.random.seed(12345)
+    return after == np.random.random()
