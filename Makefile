@@ -14,6 +14,7 @@ FUNCTIONS ?=
 ARGS ?=
 LOCK ?=
 SECTIONS ?=
+FROM ?=
 PROFILE ?=
 PORT ?= 8888
 
@@ -27,7 +28,7 @@ help: ## Show this help
 	@echo
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
-	@echo "           LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
+	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
 
 $(STAMP): environments/requirements.txt pyproject.toml
@@ -62,8 +63,8 @@ weeks: $(STAMP) ## List the labs
 assets: $(STAMP) ## Build the checkpoints for PROFILE (cached); LOCK=1 records them in the lock
 	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) $(if $(LOCK),--lock)
 
-data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's); resumes, verifies
-	@$(BIN)/mlsafety data $(if $(PROFILE),--profile $(PROFILE))
+data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's); resumes, verifies; FROM=dir
+	@$(BIN)/mlsafety data $(if $(PROFILE),--profile $(PROFILE)) $(if $(FROM),--from $(FROM))
 
 doctor: $(STAMP) ## Check versions, device, profile, disk, assets, port; list what to fix
 	@$(BIN)/mlsafety doctor $(if $(PROFILE),--profile $(PROFILE)) --port $(PORT)

@@ -118,6 +118,26 @@ def test_mnist_files_are_fetched_unpacked_and_read_by_torchvision(
     assert dataset_state(served_manifest["mnist"], tmp_path, deep=True) == "verified"
 
 
+def test_files_from_a_local_folder_are_checked_like_downloads(
+    server, served_manifest, smoke_copy, tmp_path
+):
+    blobs = _mnist_blobs(smoke_copy)
+    served_manifest["mnist"] = _entry(server, "mnist", "MNIST", "mnist", blobs)
+    share = tmp_path / "share"
+    share.mkdir()
+    for name, body in blobs.items():
+        (share / name).write_bytes(body)
+    (share / "t10k-labels-idx1-ubyte.gz").write_bytes(b"something else")
+    with pytest.raises(SetupError, match="does not match its sha256"):
+        fetch_dataset("mnist", tmp_path / "root", source=share)
+    assert not (tmp_path / "root" / "MNIST").exists()
+    (share / "t10k-labels-idx1-ubyte.gz").write_bytes(blobs["t10k-labels-idx1-ubyte.gz"])
+    folder, what = fetch_dataset("mnist", tmp_path / "root", source=share)
+    assert what == "copied" and folder == tmp_path / "root" / "MNIST"
+    assert dataset_state(served_manifest["mnist"], tmp_path / "root", deep=True) == "verified"
+    assert server.log == [], "a local copy must not touch the network"
+
+
 def test_a_tar_archive_is_unpacked_safely(server, served_manifest, tmp_path):
     good = io.BytesIO()
     with tarfile.open(fileobj=good, mode="w:gz") as tar:

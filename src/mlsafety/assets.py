@@ -178,11 +178,19 @@ def require_dataset(name: str, root: Path | None = None) -> Path:
 
 
 def fetch_dataset(
-    name: str, root: Path | None = None, progress: bool = True, **download_options
+    name: str,
+    root: Path | None = None,
+    progress: bool = True,
+    source: Path | None = None,
+    **download_options,
 ) -> tuple[Path, str]:
     """Make dataset ``name`` present and verified under ``root`` (default: the
     data root). Returns the folder and what happened: ``"present"``,
-    ``"fetched"`` or ``"written"`` (offline data)."""
+    ``"fetched"``, ``"copied"`` or ``"written"`` (offline data).
+
+    With ``source``, the files are taken from that folder (a shared drive, a
+    USB stick, a build context) instead of the network, and checked against
+    the same sha256s."""
     entry = dataset(name)
     root = Path(root or data_root())
     if entry.generated:
@@ -201,17 +209,37 @@ def fetch_dataset(
         )
     downloads = root / ".downloads" / name
     try:
-        fetched = [
-            fetch_file(f, downloads, name, progress=progress, **download_options)
-            for f in entry.files
-        ]
+        if source is not None:
+            fetched = [_copy_verified(f, Path(source), downloads, name) for f in entry.files]
+        else:
+            fetched = [
+                fetch_file(f, downloads, name, progress=progress, **download_options)
+                for f in entry.files
+            ]
         install(entry, fetched, root)
         shutil.rmtree(downloads, ignore_errors=True)
     finally:
         for folder in (downloads, downloads.parent):  # kept only while they hold a .part to resume
             with contextlib.suppress(OSError):
                 folder.rmdir()
-    return final, "fetched"
+    return final, "fetched" if source is None else "copied"
+
+
+def _copy_verified(remote: RemoteFile, source: Path, folder: Path, label: str) -> Path:
+    """``source/<name>`` copied into ``folder`` if its sha256 is the manifest's."""
+    from mlsafety.data import sha256_file
+
+    found = source / remote.name
+    if not found.is_file():
+        raise SetupError(f"{label}: {remote.name} is not in {source}")
+    if sha256_file(found) != remote.sha256:
+        raise SetupError(
+            f"{label}: {found} does not match its sha256 in environments/assets.toml; "
+            f"it is not the published file and was not used"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(found, folder / remote.name)
+    return folder / remote.name
 
 
 def install(entry: Dataset, files: list[Path], root: Path) -> Path:

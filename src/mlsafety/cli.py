@@ -88,6 +88,8 @@ def _data(args) -> int:
     profile = pick_profile(args.profile)
     names = args.names or [d.name for d in manifest().for_profile(profile.name)[0]]
     options = {"timeout": args.timeout} if args.timeout else {}
+    if args.source:
+        options = {"source": args.source}
     failed = []
     for name in names:
         try:
@@ -152,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=None)
     p.add_argument("--timeout", type=float, default=None, help="seconds without data (30)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        help="take the files from this folder instead of the network (same sha256 checks)",
+    )
     p.set_defaults(run=_data)
     p = sub.add_parser("doctor", help="check versions, device, assets, port; list problems")
     p.add_argument("--profile", default=None)
