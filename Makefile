@@ -46,7 +46,7 @@ lab: $(STAMP) ## Fetch/build what PROFILE needs (skipped when present), start Ju
 	@$(BIN)/mlsafety data --quiet $(if $(PROFILE),--profile $(PROFILE)) || \
 		echo "mlsafety: starting anyway; MLSAFETY_PROFILE=smoke runs every lab on offline data"
 	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) || true
-	$(BIN)/mlsafety lab --port $(PORT)
+	$(if $(PROFILE),MLSAFETY_PROFILE=$(PROFILE)) $(BIN)/mlsafety lab --port $(PORT)
 
 test: $(STAMP) ## The project's own test suite (what CI runs)
 	$(BIN)/python -m pytest
