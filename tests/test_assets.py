@@ -266,3 +266,12 @@ def test_a_dataset_entry_is_frozen_data():
     entry = manifest().datasets["mnist"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry.folder = "elsewhere"
+
+
+def test_doctor_warns_when_the_gpu_profile_is_forced_without_cuda(monkeypatch):
+    from mlsafety import doctor, hardware
+
+    monkeypatch.setattr(hardware, "pick_device", lambda preferred=None: torch.device("cpu"))
+    report = doctor.diagnose("gpu", port=1)
+    assert any("gpu profile on a machine without CUDA" in w for w in report.warnings)
+    assert ("profile", "gpu (from --profile)") in report.lines

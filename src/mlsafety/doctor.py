@@ -108,6 +108,11 @@ def _check_device(report: Report, profile_name: str | None):
     )
     report.add("device", str(device))
     report.add("profile", f"{profile.name} (from {source})")
+    if profile.name == "gpu" and getattr(device, "type", str(device)) != "cuda":
+        report.warnings.append(
+            "the gpu profile on a machine without CUDA runs every lab far beyond its budget; "
+            "unset MLSAFETY_PROFILE to get the cpu profile"
+        )
     return profile
 
 
