@@ -111,7 +111,7 @@ def _check_device(report: Report, profile_name: str | None):
     if profile.name == "gpu" and getattr(device, "type", str(device)) != "cuda":
         report.warnings.append(
             "the gpu profile on a machine without CUDA runs every lab far beyond its budget; "
-            "unset MLSAFETY_PROFILE to get the cpu profile"
+            "use the cpu profile (PROFILE=cpu, or unset MLSAFETY_PROFILE)"
         )
     return profile
 
