@@ -134,15 +134,34 @@ def read_stamp(folder: Path) -> dict | None:
         return None
 
 
+def dataset_folder(entry: Dataset, root: Path | None = None) -> Path:
+    """Where dataset ``entry`` lives: ``<root>/<folder>``; the offline data
+    falls back to a user cache when the default data root is read-only."""
+    if entry.generated and root is None:
+        from mlsafety.data import smoke_root
+
+        return smoke_root()
+    return Path(root or data_root()) / entry.folder
+
+
 def dataset_state(entry: Dataset, root: Path | None = None, deep: bool = False) -> str:
-    """``"verified"``, ``"missing"`` or ``"corrupt: <why>"`` for a fetched dataset.
+    """``"verified"``, ``"missing"`` or ``"corrupt: <why>"`` for a dataset.
 
     The quick check (what loading does) compares the stamp with the manifest
     and every unpacked file's size; ``deep`` also re-hashes every file.
     """
-    from mlsafety.data import sha256_file
+    from mlsafety.data import SMOKE_MANIFEST, sha256_file, verify_smoke_data
 
-    folder = Path(root or data_root()) / entry.folder
+    folder = dataset_folder(entry, root)
+    if entry.generated:
+        if not (folder / SMOKE_MANIFEST).exists():
+            return "missing"
+        try:
+            if deep:
+                verify_smoke_data(folder)
+        except SetupError:
+            return "corrupt: a file does not match its sha256"
+        return "verified"
     if not folder.exists():
         return "missing"
     stamp = read_stamp(folder)
@@ -192,13 +211,13 @@ def fetch_dataset(
     USB stick, a build context) instead of the network, and checked against
     the same sha256s."""
     entry = dataset(name)
-    root = Path(root or data_root())
     if entry.generated:
         from mlsafety.data import write_smoke_data
 
-        target = root / entry.folder
-        present = (target / "MANIFEST.json").exists()
+        target = dataset_folder(entry, root)
+        present = dataset_state(entry, root) == "verified"
         return write_smoke_data(target), "present" if present else "written"
+    root = Path(root or data_root())
     final = root / entry.folder
     if dataset_state(entry, root) == "verified":
         return final, "present"

@@ -132,25 +132,14 @@ def _check_disk(report: Report) -> None:
 
 def _check_assets(report: Report, profile, deep: bool) -> None:
     from mlsafety import recipes
-    from mlsafety.assets import dataset_state, manifest
+    from mlsafety.assets import dataset_folder, dataset_state, manifest
     from mlsafety.checkpoints import read_record
-    from mlsafety.data import sha256_file, smoke_root, verify_smoke_data
-    from mlsafety.paths import data_root
+    from mlsafety.data import sha256_file
 
     datasets, checkpoints = manifest().for_profile(profile.name)
     data_ok = True
     for entry in datasets:
-        if entry.generated:
-            folder = smoke_root()
-            state = "verified" if (folder / "MANIFEST.json").exists() else "missing"
-            if state == "verified" and deep:
-                try:
-                    verify_smoke_data(folder)
-                except SetupError:
-                    state = "corrupt: a file does not match its sha256"
-        else:
-            folder = data_root() / entry.folder
-            state = dataset_state(entry, deep=deep)
+        folder, state = dataset_folder(entry), dataset_state(entry, deep=deep)
         report.add(f"dataset {entry.name}", f"{state}  ({folder})")
         if state != "verified":
             data_ok = False
