@@ -17,7 +17,8 @@ def test_bench_times_a_week_against_the_floor(tmp_path):
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     (row,) = report["weeks"]
     assert row["week"] == 3 and row["floor_s"] > 0 and row["self_check_s"] > 0
-    assert row["ratio"] == round(row["self_check_s"] / row["floor_s"], 2)
+    # the ratio is taken before the times are rounded to 0.01 s
+    assert abs(row["ratio"] - row["self_check_s"] / row["floor_s"]) < 0.02
     table = (tmp_path / "benchmarks.md").read_text()
     assert "| 3 | week03_adversarial |" in table and report["machine"]["cores"] >= 1
 
