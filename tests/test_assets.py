@@ -138,22 +138,24 @@ def test_files_from_a_local_folder_are_checked_like_downloads(
     assert server.log == [], "a local copy must not touch the network"
 
 
+def _targz(member: str, body: bytes) -> bytes:
+    """A .tar.gz holding one file named ``member`` (which may try to escape)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
 def test_a_tar_archive_is_unpacked_safely(server, served_manifest, tmp_path):
-    good = io.BytesIO()
-    with tarfile.open(fileobj=good, mode="w:gz") as tar:
-        info = tarfile.TarInfo("batches/data")
-        info.size = 5
-        tar.addfile(info, io.BytesIO(b"hello"))
-    served_manifest["ok"] = _entry(server, "ok", "batches", "tar", {"ok.tgz": good.getvalue()})
+    good = _targz("batches/data", b"hello")
+    served_manifest["ok"] = _entry(server, "ok", "batches", "tar", {"ok.tgz": good})
     folder, _ = fetch_dataset("ok", tmp_path, progress=False, **FAST)
     assert (folder / "data").read_bytes() == b"hello"
 
-    evil = io.BytesIO()
-    with tarfile.open(fileobj=evil, mode="w:gz") as tar:
-        info = tarfile.TarInfo("../escaped")
-        info.size = 4
-        tar.addfile(info, io.BytesIO(b"evil"))
-    served_manifest["evil"] = _entry(server, "evil", "batches2", "tar", {"e.tgz": evil.getvalue()})
+    evil = _targz("../escaped", b"evil")
+    served_manifest["evil"] = _entry(server, "evil", "batches2", "tar", {"e.tgz": evil})
     with pytest.raises(SetupError, match="unsafe or broken"):
         fetch_dataset("evil", tmp_path / "root", progress=False, **FAST)
     assert not (tmp_path / "escaped").exists()
