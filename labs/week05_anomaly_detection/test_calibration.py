@@ -254,7 +254,8 @@ def test_brier_score_hand_cases(calibration):
     for p, y, want, what in cases:
         got = python_float("brier_score", calibration.brier_score(p, torch.tensor(y)))
         assert abs(got - want) < 1e-6, (
-            f"brier_score: {what} ({p.tolist()}, labels {y}) should score {want:.4f}, got "
+            f"brier_score: {what} ({np.round(p.numpy(), 3).tolist()}, labels {y}) should score "
+            f"{want:.4f}, got "
             f"{got:.4f}; sum over ALL classes of (p_c - onehot_c)^2, then the mean over examples"
         )
 
@@ -363,9 +364,10 @@ def test_fit_temperature_stays_in_its_range(calibration):
     logits = torch.eye(4).repeat(5, 1) * 3
     labels = torch.arange(4).repeat(5)
     got = python_float("fit_temperature", calibration.fit_temperature(logits, labels))
-    assert 0.01 <= got <= 0.0101, (
-        f"fit_temperature: when the NLL keeps falling as T -> 0, return the lower end 0.01 of the "
-        f"search range, got {got}"
+    assert 0.01 <= got < 0.5, (
+        f"fit_temperature: every example is right with a wide margin, so the NLL keeps falling as "
+        f"T -> 0: T should come out small but never below the end 0.01 of the search range, got "
+        f"{got}"
     )
 
 

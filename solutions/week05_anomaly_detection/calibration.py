@@ -137,8 +137,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     number never changes the argmax, so accuracy is unchanged. The NLL as a
     function of ``log T`` has a single minimum; search ``T`` in
     ``[0.01, 100]`` (for example a golden-section search on ``log T``, or
-    L-BFGS on ``log T``) to a relative precision of 1e-4 or better; if the
-    minimum lies outside that range, return the nearest end.
+    L-BFGS on ``log T``) to a relative precision of 1e-4 or better. Never
+    return a ``T`` outside that range: when the NLL keeps falling beyond an
+    end (every example right with a wide margin, say), return that end.
 
     Args:
         logits: ``(N, C)`` validation logits (not modified; gradients of the
