@@ -75,7 +75,7 @@ def test_ccs_loss_closed_form(ccs):
     }
     hint = next((h for v, h in hints.items() if math.isclose(got, v, rel_tol=1e-4)), "")
     assert math.isclose(got, want, rel_tol=1e-5), (
-        f"ccs_loss: p_pos = {p_pos.tolist()}, p_neg = {p_neg.tolist()} should give "
+        f"ccs_loss: p_pos = [0.9, 0.2, 0.5], p_neg = [0.1, 0.6, 0.5] should give "
         f"mean((p_pos - (1 - p_neg))^2) + mean(min(p_pos, p_neg)^2) = 0.04/3 + 0.3/3 = "
         f"{want:.5f}, got {got:.5f}" + (f"; {hint}" if hint else "")
     )
