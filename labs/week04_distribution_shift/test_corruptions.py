@@ -110,6 +110,13 @@ REFERENCES = {
     "brightness": lambda x, c: (x + c).clamp(0, 1),
     "pixelate": reference_pixelate,
 }
+DRAWS = {
+    "gaussian_noise": "draw with torch.randn(x.shape, generator=generator, device=x.device, "
+    "dtype=x.dtype)",
+    "shot_noise": "draw with torch.poisson(c * x, generator=generator)",
+    "impulse_noise": "draw with torch.rand(x.shape, generator=generator, device=x.device, "
+    "dtype=x.dtype)",
+}
 HINTS = {
     "gaussian_blur": "a normalised kernel exp(-k^2 / (2 s^2)) of radius int(3 s + 0.5), "
     "rows then columns, edge pixels replicated, channels blurred separately",
@@ -189,8 +196,8 @@ def test_randomness_only_from_the_generator(corruptions, digits, gen, name):
     again = corrupt(corruptions, name, x, 3, gen(1))
     other = corrupt(corruptions, name, x, 3, gen(2))
     assert torch.equal(torch.get_rng_state(), state), (
-        f"{name}: used torch's global random generator; draw from `generator` "
-        f"(e.g. torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))"
+        f"{name}: used torch's global random generator; "
+        + DRAWS.get(name, "a deterministic corruption draws no random numbers at all")
     )
     assert torch.equal(first, again), f"{name}: the same seeded generator gave different results"
     if name in RANDOM:

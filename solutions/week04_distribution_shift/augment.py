@@ -88,7 +88,9 @@ def augmix(
        called as ``op(images, rng)``. With ``depth > 0``, ``d = depth``;
        otherwise every chain draws its own ``d`` uniformly from 1, 2, 3
        (``rng.integers(1, 4)``). The operations are drawn per chain for the
-       whole batch; each operation draws its own strength for every image;
+       whole batch, and each operation draws its own strength for every image
+       (drawing the chains per image, as the original code does, is also
+       correct, only slower);
     3. mix: ``mix[i] = sum_j w[i, j] * chain_j[i]`` and return
        ``(1 - m[i]) * x[i] + m[i] * mix[i]``.
 
