@@ -18,7 +18,7 @@ FROM ?=
 PROFILE ?=
 PORT ?= 8888
 
-.PHONY: help setup lab test test-week% verify-% assets data doctor bench lint format lock clean weeks
+.PHONY: help setup lab test test-week% test-container verify-% assets data doctor bench lint format lock clean weeks image image-cuda
 
 help: ## Show this help
 	@echo "ML Safety labs. Usage: make <target> [VAR=value]"
@@ -29,8 +29,14 @@ help: ## Show this help
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
 	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
+	@echo "           IMAGE=<name> BASE_IMAGE=<image> (make image, image-cuda)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
 
+ifdef MLSAFETY_IMAGE
+# Inside the images the environment is built in and read-only: never rebuild it.
+$(STAMP):
+	@test -f $@ || { echo "mlsafety: this image's environment is incomplete; rebuild the image"; exit 1; }
+else
 $(STAMP): environments/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11) and "Python 3.11+ is needed; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +45,7 @@ $(STAMP): environments/requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 	@echo "mlsafety: environment ready in $(VENV)"
+endif
 
 setup: $(STAMP) ## Build the .venv from environments/ (seconds when already built)
 
@@ -48,8 +55,27 @@ lab: $(STAMP) ## Fetch/build what PROFILE needs (skipped when present), start Ju
 	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) || true
 	$(if $(PROFILE),MLSAFETY_PROFILE=$(PROFILE)) $(BIN)/mlsafety lab --port $(PORT)
 
-test: $(STAMP) ## The project's own test suite (what CI runs)
+TOOLS := .tools
+$(TOOLS)/.installed: environments/tools.txt
+	@rm -rf $(TOOLS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(TOOLS) -r environments/tools.txt
+	@touch $@
+
+test: $(STAMP) $(TOOLS)/.installed ## The project's own test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+test-container: $(STAMP) $(TOOLS)/.installed ## Build both images, run them with compose and a browser, as a student would (root, Docker)
+	scripts/container_test.sh $(ARGS)
+
+IMAGE ?= ghcr.io/mlsafety-labs/mlsafety-labs
+BASE_IMAGE ?= debian:bookworm-slim
+image: ## Build the CPU image as $(IMAGE):cpu [BASE_IMAGE=... TORCH_INDEX=...]
+	docker build -f Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		$(if $(TORCH_INDEX),--build-arg TORCH_INDEX=$(TORCH_INDEX)) -t $(IMAGE):cpu .
+
+image-cuda: ## Build the CUDA image as $(IMAGE):cuda [BASE_IMAGE=...]
+	docker build -f Dockerfile.cuda --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE):cuda .
 
 test-%: $(STAMP) ## Grade a week: make test-week3 [IMPL=solution|<folder>] [FUNCTIONS=pgd_linf]
 	@$(BIN)/mlsafety test $* --impl $(IMPL) $(if $(FUNCTIONS),--functions $(FUNCTIONS)) -- $(ARGS)
@@ -88,5 +114,5 @@ lock: $(STAMP) ## Regenerate environments/requirements.txt from requirements.in
 	$(BIN)/python scripts/lock_requirements.py
 
 clean: ## Remove the venv, built data and caches
-	rm -rf $(VENV) $(BENCH) data .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH) $(TOOLS) data artifacts .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -17,6 +17,11 @@ from mlsafety import SetupError
 
 DEVICE_ENV = "MLSAFETY_DEVICE"
 PROFILE_ENV = "MLSAFETY_PROFILE"
+GPU_IMAGE_ENV = "MLSAFETY_GPU_IMAGE"  # set by the CUDA image, which expects a GPU
+
+
+class NoGPUWarning(UserWarning):
+    """The CUDA image started without a GPU: the labs run on the CPU."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,23 @@ def pick_device(preferred: str | None = None):
         return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
+    if os.environ.get(GPU_IMAGE_ENV) == "1":
+        _warn_no_gpu(torch)
     return torch.device("cpu")
+
+
+@cache
+def _warn_no_gpu(torch) -> None:
+    # once per process: the CUDA image works without a GPU, only slower
+    import warnings
+
+    warnings.warn(
+        f"mlsafety: no GPU is visible in this CUDA image (torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}); running on the CPU. Start it with --gpus all "
+        f"(or `docker compose --profile gpu up lab-gpu`) to use the GPU.",
+        NoGPUWarning,
+        stacklevel=3,
+    )
 
 
 def pick_profile(name: str | None = None, device=None) -> Profile:

@@ -8,11 +8,14 @@ import uuid
 from pathlib import Path
 
 DATA_ENV = "MLSAFETY_DATA"
+REPO_ENV = "MLSAFETY_REPO"
 
 
 def repo_root() -> Path:
-    """The repository this toolkit was installed from (editable install)."""
-    return Path(__file__).resolve().parents[2]
+    """The repository whose labs are graded: $MLSAFETY_REPO (the images set it to
+    the mounted work folder), else the one this toolkit was installed from."""
+    configured = os.environ.get(REPO_ENV, "").strip()
+    return Path(configured).expanduser().resolve() if configured else Path(__file__).resolve().parents[2]
 
 
 def data_root() -> Path:
