@@ -104,6 +104,15 @@ def test_metric_accepts_label_types_and_leaves_inputs(metrics, name):
     assert torch.equal(s, before[0]) and torch.equal(y, before[1]), (
         f"{name}: modified scores or labels in place (sorting in place?); work on copies"
     )
+    for kind, (s_other, y_other) in {
+        "numpy arrays": (s.numpy(), y.numpy()),
+        "Python lists": (s.tolist(), y.tolist()),
+    }.items():
+        got = call(metrics, name, s_other, y_other)
+        assert abs(got - want) < 1e-9, (
+            f"{name}: with {kind} expected {want:.6f}, got {got:.6f}; convert the inputs with "
+            f"torch.as_tensor first"
+        )
     order = torch.randperm(len(s), generator=torch.Generator().manual_seed(0))
     shuffled = call(metrics, name, s[order], y[order])
     assert abs(shuffled - want) < 1e-9, (
