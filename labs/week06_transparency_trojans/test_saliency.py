@@ -50,6 +50,20 @@ def gap(a, b):
     return (a - b).abs().max().item()
 
 
+def raises(function, error, call, why):
+    """Fail with a message naming ``function`` unless ``call()`` raises ``error``."""
+    try:
+        call()
+    except error:
+        return
+    except Exception as err:  # noqa: BLE001 - any other exception is the student's bug
+        pytest.fail(
+            f"{function}: should raise {error.__name__} ({why}), raised {type(err).__name__}: {err}",
+            pytrace=False,
+        )
+    pytest.fail(f"{function}: should raise {error.__name__} ({why})", pytrace=False)
+
+
 METHODS = [
     pytest.param(name, marks=graded(name), id=name)
     for name in ("gradient_saliency", "smoothgrad", "integrated_gradients", "occlusion_map")
@@ -144,7 +158,7 @@ def test_saliency_of_a_linear_model_is_its_weight_row(saliency, linear):
     assert gap(got, expected) < 1e-5, (
         f"gradient_saliency: for logits = W x + b the saliency of class t is row W[t]; off by "
         f"{gap(got, expected):.2e}. Did you take the gradient of each image's own target logit "
-        f"(summed over the batch, not averaged)?"
+        f"(the score before the softmax, summed over the batch, not averaged)?"
     )
     got_int = saliency.gradient_saliency(net, x, 3)
     assert gap(got_int, w[3].expand_as(x)) < 1e-5, (
@@ -176,8 +190,12 @@ def test_saliency_of_the_probability_when_asked(saliency, linear):
         "gradient_saliency: with the default output='logit' the score is the target's logit, "
         "before the softmax; did you differentiate the probability instead?"
     )
-    with pytest.raises(ValueError):
-        saliency.gradient_saliency(net, x, t, output="loss")
+    raises(
+        "gradient_saliency",
+        ValueError,
+        lambda: saliency.gradient_saliency(net, x, t, output="loss"),
+        "output='loss' is neither 'logit' nor 'probability'",
+    )
 
 
 @graded("gradient_saliency")
@@ -342,8 +360,12 @@ def test_integrated_gradients_is_the_right_riemann_sum(saliency, smooth, gen):
             f"(gradients at baseline + k/steps * (x - baseline) for k = 1..steps, then times "
             f"(x - baseline)); off by {gap(got, expected):.2e}"
         )
-    with pytest.raises(ValueError):
-        saliency.integrated_gradients(net, x, 2, steps=0)
+    raises(
+        "integrated_gradients",
+        ValueError,
+        lambda: saliency.integrated_gradients(net, x, 2, steps=0),
+        "steps=0 leaves no point on the path",
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -461,8 +483,12 @@ def test_randomize_layers_by_name(saliency, model, gen):
         f"randomize_layers: layers=['features.3'] should change that layer only, changed "
         f"{changed_layers(model, new)}"
     )
-    with pytest.raises(ValueError):
-        saliency.randomize_layers(model, ["features.9"], generator=gen(0))
+    raises(
+        "randomize_layers",
+        ValueError,
+        lambda: saliency.randomize_layers(model, ["features.9"], generator=gen(0)),
+        "SmallCNN has no layer named 'features.9'",
+    )
 
 
 @graded("randomize_layers")

@@ -247,8 +247,16 @@ def test_asr_of_the_trojaned_checkpoint(trojans, trojaned_model, model, digits):
     assert reference_asr(trojaned_model, x, y, mask, pattern, target) > 0.9, (
         "the trojaned checkpoint should obey its trigger; rebuild it with `make assets`"
     )
-    with pytest.raises(ValueError):
+    try:
         trojans.attack_success_rate(model, x[:3], torch.full((3,), target), mask, pattern, target)
+    except ValueError:
+        pass
+    else:
+        pytest.fail(
+            "attack_success_rate: should raise ValueError when every label is the target "
+            "(no image is left to measure)",
+            pytrace=False,
+        )
 
 
 @graded("attack_success_rate")
@@ -342,6 +350,21 @@ def test_reverse_engineering_output_and_randomness(trojans, world, gen):
 
 
 @graded("reverse_engineer_trigger")
+def test_reverse_engineering_of_colour_images_shares_one_mask(trojans, smooth, gen):
+    net = smooth(shape=(3, 4, 4), classes=4)
+    x = torch.rand(5, 3, 4, 4, generator=gen(6))
+    mask, pattern = trojans.reverse_engineer_trigger(net, x, 2, steps=2, generator=gen(7))
+    assert tuple(mask.shape) == (1, 4, 4) and tuple(pattern.shape) == (3, 4, 4), (
+        f"reverse_engineer_trigger: for images (N, 3, 4, 4) the mask should be (1, 4, 4), one "
+        f"mask shared by the channels, and the pattern (3, 4, 4); got {tuple(mask.shape)} and "
+        f"{tuple(pattern.shape)}"
+    )
+    assert mask.dtype == x.dtype and mask.device == x.device, (
+        "reverse_engineer_trigger: the mask should have x's dtype and device"
+    )
+
+
+@graded("reverse_engineer_trigger")
 def test_reverse_engineering_finds_the_trojan(trojans, world, gen):
     net, x, target = world["trojaned"], world["probe"], world["target"]
     norms = {}
@@ -404,7 +427,11 @@ def test_mad_index_against_numpy(trojans):
         values = rng.gamma(2.0, 3.0, size=n)
         dev = np.abs(values - np.median(values))
         expected = dev / (1.4826 * np.median(dev))
-        got = array("mad_anomaly_index", trojans.mad_anomaly_index(torch.tensor(values)), (n,))
+        given = torch.tensor(values)
+        got = array("mad_anomaly_index", trojans.mad_anomaly_index(given), (n,))
+        assert torch.equal(given, torch.tensor(values)), (
+            "mad_anomaly_index: modified its input (sorted it in place?); work on a copy"
+        )
         assert np.allclose(got, expected, rtol=1e-6), (
             f"mad_anomaly_index: on {n} values differs from |v - median| / (1.4826 * MAD) with "
             f"numpy.median (max gap {np.abs(got - expected).max():.2e}); torch.median returns "
@@ -445,9 +472,11 @@ def test_detect_flags_only_unusually_small_norms(trojans):
         f"detect_trojan: norms {norms} should flag [2] only (index 11.0, below the median); label 8 "
         f"is an outlier on the large side, which a trojan never causes; got {got}"
     )
-    two = [30.0, 28.0, 5.0, 31.0, 29.0, 27.0, 33.0, 6.0, 30.0, 29.0]
+    two = [30.0, 28.0, 6.0, 31.0, 29.0, 27.0, 33.0, 5.0, 30.0, 29.0]
     got = labels("detect_trojan", trojans.detect_trojan(two))
-    assert got == [2, 7], f"detect_trojan: norms {two} should flag [2, 7], got {got}"
+    assert got == [2, 7], (
+        f"detect_trojan: norms {two} should flag [2, 7] (labels in increasing order), got {got}"
+    )
     assert labels("detect_trojan", trojans.detect_trojan([10.0, 11.0, 9.0, 10.5, 9.5])) == [], (
         "detect_trojan: no outlier in [10, 11, 9, 10.5, 9.5], so nothing should be flagged"
     )
