@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from mlsafety.specs import same_global_draw
-from mlsafety.text import ADDITIONS, MIN_GAP, SCOPE_COUNTS, TRAIN_COUNTS, embed, scenarios
+from mlsafety.text import (
+    ADDITIONS,
+    MIN_GAP,
+    SCOPE_COUNTS,
+    TRAIN_COUNTS,
+    embed,
+    planted_utility,
+    scenario_sentence,
+    scenarios,
+)
 
 # Computed once and written down: the same numbers must come out on every machine
 # (MurmurHash3 buckets, numpy's PCG64 normals, a plain sparse product).
@@ -129,3 +138,15 @@ def test_scenario_probe_sets_describe_equal_outcomes():
         assert addition.strip() not in training_text, (
             "irrelevant additions never appear in training"
         )
+
+
+def test_scenario_sentences_and_their_planted_utility():
+    assert scenario_sentence("save", "children", 5) == "I saved 5 children from a fire."
+    assert scenario_sentence("save", "children", 1) == "I saved 1 child from a fire."
+    assert (
+        scenario_sentence("rob", "people", 3, paraphrase=True, tail=" on a Tuesday")
+        == "I took money from 3 people without asking on a Tuesday."
+    )
+    assert planted_utility("save", "children", 3) == 3.0 * 1.5 * 2.0
+    assert planted_utility("greet", "people", 100) == 0.0
+    assert planted_utility("injure", "people", 7) < planted_utility("injure", "people", 1) < 0
