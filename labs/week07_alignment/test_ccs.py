@@ -338,7 +338,8 @@ def test_probe_accuracy_normalises_each_side(ccs, contrast_data):
         f"probe_accuracy: the truth-direction probe on normalised pairs should score {want:.4f}, "
         f"got {got:.4f}"
         + (
-            "; that is the accuracy on raw activations: normalise each side first"
+            "; that equals the accuracy without normalisation: normalise each side on its "
+            "own (subtract its mean, divide by its std, per feature)"
             if math.isclose(got, raw)
             else ""
         )

@@ -82,7 +82,7 @@ def test_pairwise_utility_loss_is_stable_for_large_differences(utility, dtype):
     got = loss.item()
     assert math.isfinite(got) and math.isclose(got, want, rel_tol=1e-5), (
         f"pairwise_utility_loss: differences -300, 400, 0 ({dtype}) should give a loss of "
-        f"(300 + 0 + log 2) / 3 = {want:.4f}, got {got}; log(sigmoid(-300)) is log(0) = -inf "
+        f"(300 + 0 + log 2) / 3 = {want:.4f}, got {got:.4f}; log(sigmoid(-300)) is log(0) = -inf "
         f"in floating point: use F.softplus(u_worse - u_better) or -F.logsigmoid(...)"
     )
     assert loss.dtype == dtype, f"pairwise_utility_loss: {dtype} inputs gave a {loss.dtype} loss"
