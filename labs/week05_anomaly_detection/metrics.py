@@ -12,7 +12,8 @@ Conventions for every function here:
   positive rate ``FPR(t) = #{in-distribution with score >= t} / #in``.
 - Equal scores (ties) are never split: all inputs with the same score are
   flagged together.
-- Results are Python floats. Inputs are never modified.
+- Results are Python floats, whatever the device of the inputs. Inputs are
+  never modified.
 """
 
 from __future__ import annotations

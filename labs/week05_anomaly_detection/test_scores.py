@@ -150,17 +150,22 @@ def test_logit_score_is_finite_for_huge_logits(scores, name):
 def test_logit_score_keeps_dtype_device_and_input(scores, gen, name):
     from mlsafety.hardware import pick_device
 
-    device = pick_device()
-    logits = (torch.randn(6, 4, generator=gen(1), dtype=torch.float64) * 2).to(device)
+    device = pick_device()  # the GPU where there is one, else the CPU
+    on_device = (torch.randn(6, 4, generator=gen(2)) * 2).to(device)
+    out = call_score(scores, name, on_device)
+    scores_of(name, out, 6)
+    assert out.device == on_device.device, (
+        f"{name}: logits on {on_device.device}, scores on {out.device}"
+    )
+    logits = torch.randn(6, 4, generator=gen(1), dtype=torch.float64) * 2
     before = logits.clone()
     out = call_score(scores, name, logits)
     scores_of(name, out, 6)
     assert out.dtype == torch.float64, (
         f"{name}: float64 logits gave {out.dtype} scores; keep the input's dtype"
     )
-    assert out.device == logits.device, f"{name}: logits on {logits.device}, scores on {out.device}"
     assert torch.equal(logits, before), f"{name}: modified the logits in place"
-    want = LOGIT_SCORES[name][0](logits.cpu().numpy())
+    want = LOGIT_SCORES[name][0](logits.numpy())
     got = out.detach().cpu().numpy()
     assert np.allclose(got, want, rtol=1e-10, atol=1e-10), (
         f"{name}: on float64 logits the result is off by {np.abs(got - want).max():.2g}; "

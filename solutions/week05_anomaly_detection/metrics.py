@@ -12,7 +12,8 @@ Conventions for every function here:
   positive rate ``FPR(t) = #{in-distribution with score >= t} / #in``.
 - Equal scores (ties) are never split: all inputs with the same score are
   flagged together.
-- Results are Python floats. Inputs are never modified.
+- Results are Python floats, whatever the device of the inputs. Inputs are
+  never modified.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import torch
 
 def _check(scores, labels) -> tuple[torch.Tensor, torch.Tensor]:
     """float64 scores and bool labels, both 1-D and the same length; both classes present."""
-    scores = torch.as_tensor(scores).detach().double().flatten()
-    labels = torch.as_tensor(labels).detach().flatten()
+    # on the CPU: the result is a Python float anyway, and Apple MPS has no float64
+    scores = torch.as_tensor(scores).detach().cpu().double().flatten()
+    labels = torch.as_tensor(labels).detach().cpu().flatten()
     if scores.shape != labels.shape:
         raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ")
-    positive = labels.to(scores.device) != 0
+    positive = labels != 0
     if bool(positive.all()) or not bool(positive.any()):
         raise ValueError("labels must contain both OOD (1) and in-distribution (0) examples")
     return scores, positive
@@ -146,7 +148,5 @@ def fpr_at_tpr(scores, labels, tpr: float = 0.95) -> float:
     scores, positive = _check(scores, labels)
     tp, fp = _counts_at_thresholds(scores, positive)
     rates = tp / tp[-1]  # true positive rate at each threshold, non-decreasing
-    first = int(
-        torch.searchsorted(rates, torch.tensor([tpr], dtype=rates.dtype, device=rates.device))
-    )
+    first = int(torch.searchsorted(rates, torch.tensor([tpr], dtype=rates.dtype)))
     return float(fp[first] / fp[-1])

@@ -15,6 +15,8 @@ Conventions for every function here:
   its input. Inputs are never modified in place.
 - Scores must be finite for logits as large as 1e4 in magnitude: use
   ``torch.logsumexp`` / ``torch.log_softmax``, never ``exp`` then ``log``.
+- The feature-space functions (Mahalanobis, ViM) compute in float64 inside;
+  Apple's MPS device has no float64, so there pass them CPU tensors.
 - Nothing here is random.
 """
 
