@@ -56,6 +56,10 @@ toolkit() {
     mkdir -p "$VENV/etc/jupyter/jupyter_server_config.d"
     printf '{"MultiKernelManager": {"default_kernel_name": "mlsafety"}}\n' \
         > "$VENV/etc/jupyter/jupyter_server_config.d/mlsafety.json"
+    # no "news" pop-up asking students to let JupyterLab fetch from the internet
+    mkdir -p "$VENV/share/jupyter/lab/settings"
+    printf '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}\n' \
+        > "$VENV/share/jupyter/lab/settings/overrides.json"
     # a stamp, so `make` inside the image knows the environment is ready
     touch "$VENV/.installed"
 }

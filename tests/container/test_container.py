@@ -168,9 +168,9 @@ def test_jupyterlab_in_a_browser(stack):
             page.keyboard.press("Escape")  # command mode: Shift+Enter runs and moves on
             for _ in range(3):  # the title, the setup notes and the setup cell
                 page.keyboard.press("Shift+Enter")
-            page.wait_for_selector(
-                ".jp-OutputArea-output:has-text('profile=smoke')", timeout=120_000
-            )
+            output = page.locator(".jp-OutputArea-output:has-text('profile=smoke')")
+            output.wait_for(timeout=120_000)
+            output.scroll_into_view_if_needed()
             page.screenshot(path=str(shot), full_page=False)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-week03-failed.png"))
