@@ -39,7 +39,7 @@ def pair(function, out):
 # --------------------------------------------------------------------------- #
 
 
-def basis_images(n, side=24):
+def basis_images(n, side=32):
     """Image i is black except pixel i, which is 1: a mixed image shows who was mixed, and how much."""
     x = torch.zeros(n, 1, side, side)
     x.view(n, -1)[torch.arange(n), torch.arange(n)] = 1.0
@@ -59,7 +59,7 @@ def read_mixing(x_mixed):
 
 @graded("mixup")
 def test_mixup_labels_mix_with_the_same_weight_as_the_images(augment, rng):
-    n, k = 500, 10
+    n, k = 1000, 10
     x = basis_images(n)
     y = torch.as_tensor(np.random.default_rng(1).integers(k, size=n))
     x_mixed, y_soft = pair("mixup", augment.mixup(x, y, 0.4, rng(0), k))
@@ -86,7 +86,7 @@ def test_mixup_labels_mix_with_the_same_weight_as_the_images(augment, rng):
 @pytest.mark.parametrize("alpha", [0.4, 2.0])
 @graded("mixup")
 def test_mixup_weights_are_per_image_beta_draws(augment, rng, alpha):
-    n = 500
+    n = 1000
     x = basis_images(n)
     y = torch.zeros(n, dtype=torch.int64)
     x_mixed, _ = pair("mixup", augment.mixup(x, y, alpha, rng(2), 10))
@@ -98,7 +98,7 @@ def test_mixup_weights_are_per_image_beta_draws(augment, rng, alpha):
         f"mixup: every image got the same weight lam = {mean:.3f}; draw one weight per image "
         f"(rng.beta(alpha, alpha, size=N))"
     )
-    assert abs(mean - 0.5) < 0.05 and abs(var - expected) < 0.2 * expected, (
+    assert abs(mean - 0.5) < 0.06 and abs(var - expected) < 0.2 * expected, (
         f"mixup: with alpha={alpha} the weights should follow Beta({alpha}, {alpha}) (mean 0.5, "
         f"variance {expected:.4f}), got mean {mean:.3f} and variance {var:.4f}"
     )
@@ -263,7 +263,7 @@ def test_augmix_mixing_weights_are_per_image_beta(augment, alpha):
     assert var > 1e-6, (
         f"augmix: every image got the same mixing weight m = {mean:.3f}; draw one m per image"
     )
-    assert abs(mean - 0.5) < 0.03 and abs(var - expected) < 0.15 * expected, (
+    assert abs(mean - 0.5) < 0.035 and abs(var - expected) < 0.15 * expected, (
         f"augmix: with alpha={alpha} the weight of the mixed chains should follow "
         f"Beta({alpha}, {alpha}) (mean 0.5, variance {expected:.4f}), got mean {mean:.3f} and "
         f"variance {var:.4f}"
