@@ -470,7 +470,8 @@ def test_detect_flags_only_unusually_small_norms(trojans):
     got = labels("detect_trojan", trojans.detect_trojan(torch.tensor(norms)))
     assert got == [2], (
         f"detect_trojan: norms {norms} should flag [2] only (index 11.0, below the median); label 8 "
-        f"is an outlier on the large side, which a trojan never causes; got {got}"
+        f"is an outlier on the large side, which a trojan never causes; got {got} (detect_trojan "
+        f"builds on mad_anomaly_index: make that pass first)"
     )
     two = [30.0, 28.0, 6.0, 31.0, 29.0, 27.0, 33.0, 5.0, 30.0, 29.0]
     got = labels("detect_trojan", trojans.detect_trojan(two))
