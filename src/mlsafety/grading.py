@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -376,6 +377,24 @@ def prepare(week: str | int | Path) -> None:
             recipes.ensure(name, "smoke")
 
 
+@contextmanager
+def one_thread():
+    """Run the specs with one intra-op torch thread, then restore the setting.
+
+    Specs are many tiny tensor operations. On an idle 2-core machine one thread
+    is about as fast as two (3.8 s against 3.3 s for week 3); on a busy one
+    (a notebook training next to the self-check) two threads waiting on each
+    other made the same run take 88 s against 4 s."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_specs(
     week: str | int | Path = ".",
     impl: str | None = None,
@@ -386,7 +405,8 @@ def run_specs(
     import pytest
 
     prepare(week)
-    return int(pytest.main(spec_args(week, impl, functions, extra)))
+    with one_thread():
+        return int(pytest.main(spec_args(week, impl, functions, extra)))
 
 
 def check(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.grading import spec_args
+from mlsafety.grading import one_thread, spec_args
 from mlsafety.paths import repo_root
 from mlsafety.weeks import find_week, module_names, solution_dir, week_prefix
 
@@ -52,7 +52,7 @@ def graded_run(
         report = Path(tmp) / "report.json"
         extra = ["--grading-json", str(report), "--tb=no"] + (["-x"] if stop_early else [])
         buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), one_thread():
             code = int(pytest.main(spec_args(week_dir, impl, functions, extra)))
         rows = json.loads(report.read_text())["functions"] if report.exists() else []
     return Run(
