@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.weeks import find_week, module_names, solution_dir, week_number, week_prefix
+from mlsafety.weeks import find_week, module_names, solution_dir, week_number
 
 IMPL_ENV = "MLSAFETY_IMPL"
 _counter = itertools.count()
@@ -368,13 +368,15 @@ def spec_args(
 
 
 def prepare(week: str | int | Path) -> None:
-    """Build the smoke checkpoints a week's specs use, before the (timed) specs start."""
+    """Build the smoke checkpoints of the week (the assets manifest lists each
+    checkpoint's weeks) before the specs start, so no timed spec trains one."""
     from mlsafety import recipes
+    from mlsafety.assets import manifest
 
-    prefix = week_prefix(find_week(week))
-    for name in recipes.RECIPES:
-        if name.startswith(prefix):
-            recipes.ensure(name, "smoke")
+    number = week_number(find_week(week))
+    for checkpoint in manifest().checkpoints.values():
+        if number in checkpoint.weeks and "smoke" in checkpoint.profiles:
+            recipes.ensure(checkpoint.recipe, "smoke")
 
 
 @contextmanager
