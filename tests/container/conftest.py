@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs Docker and root: run `make test-container`")
     here = Path(__file__).parent
     for item in items:
-        if here in Path(item.fspath).parents:
+        if here in item.path.parents:
             item.add_marker(skip)
 
 
