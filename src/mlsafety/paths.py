@@ -15,7 +15,11 @@ def repo_root() -> Path:
     """The repository whose labs are graded: $MLSAFETY_REPO (the images set it to
     the mounted work folder), else the one this toolkit was installed from."""
     configured = os.environ.get(REPO_ENV, "").strip()
-    return Path(configured).expanduser().resolve() if configured else Path(__file__).resolve().parents[2]
+    return (
+        Path(configured).expanduser().resolve()
+        if configured
+        else Path(__file__).resolve().parents[2]
+    )
 
 
 def data_root() -> Path:
