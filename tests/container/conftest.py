@@ -96,7 +96,7 @@ def cpu_image() -> str:
 
 
 @pytest.fixture(scope="session")
-def cuda_image(cpu_image) -> str:  # after the CPU image: it reuses its layers
+def cuda_image(cpu_image) -> str:  # after the CPU image: it shares its system layers
     return build("Dockerfile.cuda", "cuda")
 
 
