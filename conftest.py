@@ -1,2 +1,3 @@
-# The self-check plugin: --impl, --functions, @graded and the per-function table.
-pytest_plugins = ["mlsafety.grading"]
+# The self-check plugin (--impl, --functions, @graded and the per-function table)
+# and the fixtures every week's specs share (gen, rng).
+pytest_plugins = ["mlsafety.grading", "mlsafety.specs"]

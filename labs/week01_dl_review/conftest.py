@@ -12,16 +12,6 @@ optimizers = module_fixture("optimizers")
 training = module_fixture("training")
 
 
-@pytest.fixture
-def gen():
-    """A seeded CPU generator: every random tensor of a spec comes from one."""
-
-    def make(seed: int = 0):
-        return torch.Generator().manual_seed(seed)
-
-    return make
-
-
 @pytest.fixture(scope="session")
 def digits():
     """The offline digits of the smoke profile (1x28x28 in [0, 1]): 1200

@@ -46,11 +46,3 @@ def model(_standard):
 @pytest.fixture
 def robust_model(_robust):
     return copy.deepcopy(_robust)
-
-
-@pytest.fixture
-def gen():
-    def make(seed: int = 0):
-        return torch.Generator().manual_seed(seed)
-
-    return make

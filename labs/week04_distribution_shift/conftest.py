@@ -1,6 +1,6 @@
 """Fixtures for the week 4 specs: the implementation under test (chosen by
---impl / MLSAFETY_IMPL), a batch of digits, the smoke standard checkpoint and
-seeded generators."""
+--impl / MLSAFETY_IMPL), a batch of digits and the smoke standard checkpoint
+(seeded generators `gen` and `rng` come from mlsafety.specs)."""
 
 import copy
 
@@ -37,23 +37,3 @@ def _standard():
 def model(_standard):
     """A fresh copy of the standard checkpoint, so one spec cannot spoil another."""
     return copy.deepcopy(_standard)
-
-
-@pytest.fixture
-def gen():
-    """gen(seed) -> a fresh torch.Generator (CPU) seeded with ``seed``."""
-
-    def make(seed: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(seed)
-
-    return make
-
-
-@pytest.fixture
-def rng():
-    """rng(seed) -> a fresh numpy.random.Generator seeded with ``seed``."""
-
-    def make(seed: int = 0) -> np.random.Generator:
-        return np.random.default_rng(seed)
-
-    return make

@@ -1,5 +1,5 @@
 """Fixtures for the week 5 specs: the implementation under test (chosen by
---impl / MLSAFETY_IMPL), seeded generators, and the smoke-profile checkpoint's
+--impl / MLSAFETY_IMPL) and the smoke-profile checkpoint's
 features and logits on digits and on uniform noise."""
 
 import pytest
@@ -11,16 +11,6 @@ from mlsafety.grading import module_fixture
 scores = module_fixture("scores")
 metrics = module_fixture("metrics")
 calibration = module_fixture("calibration")
-
-
-@pytest.fixture
-def gen():
-    """gen(seed) -> a fresh torch.Generator seeded with ``seed``."""
-
-    def make(seed: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(seed)
-
-    return make
 
 
 @pytest.fixture(scope="session")

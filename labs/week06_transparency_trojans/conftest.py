@@ -27,16 +27,6 @@ WORLD_TARGET = 3
 NC = {"steps": 150, "lr": 0.2, "lam": 0.02}  # Neural Cleanse settings of the world
 
 
-@pytest.fixture
-def gen():
-    """gen(seed) -> a fresh CPU torch.Generator seeded with ``seed``."""
-
-    def make(seed: int = 0):
-        return torch.Generator().manual_seed(seed)
-
-    return make
-
-
 @pytest.fixture(scope="session")
 def digits():
     """64 held-out offline digits (1x28x28 in [0, 1]) and their labels."""

@@ -1,5 +1,5 @@
 """Fixtures for the week 7 specs: the implementation under test (chosen by
---impl / MLSAFETY_IMPL), seeded generators and small synthetic data with a
+--impl / MLSAFETY_IMPL) and small synthetic data with a
 planted structure (preference direction, truth direction)."""
 
 import numpy as np
@@ -12,26 +12,6 @@ utility = module_fixture("utility")
 consistency = module_fixture("consistency")
 ccs = module_fixture("ccs")
 goodhart = module_fixture("goodhart")
-
-
-@pytest.fixture
-def gen():
-    """gen(seed) -> a fresh CPU torch.Generator seeded with ``seed``."""
-
-    def make(seed: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(seed)
-
-    return make
-
-
-@pytest.fixture
-def rng():
-    """rng(seed) -> a fresh numpy.random.Generator seeded with ``seed``."""
-
-    def make(seed: int = 0) -> np.random.Generator:
-        return np.random.default_rng(seed)
-
-    return make
 
 
 def planted_pairs(n: int, d: int, seed: int):
