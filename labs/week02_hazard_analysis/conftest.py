@@ -2,9 +2,6 @@
 --impl / MLSAFETY_IMPL). The seeded generators `gen` and `rng` come from
 mlsafety.specs, shared by every week."""
 
-import numpy as np
-import pytest
-
 from mlsafety.grading import module_fixture
 
 risk = module_fixture("risk")

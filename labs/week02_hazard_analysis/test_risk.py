@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlsafety.grading import graded
-from mlsafety.specs import array, number, same_global_draw
+from mlsafety.specs import number, same_global_draw
 
 GRADED = {
     "expected_risk": "core",

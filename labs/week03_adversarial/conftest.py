@@ -4,7 +4,6 @@
 import copy
 
 import pytest
-import torch
 
 from mlsafety import recipes
 from mlsafety.grading import module_fixture
@@ -28,19 +27,8 @@ def digits(digits64):
 
 
 @pytest.fixture(scope="session")
-def _standard():
-    return recipes.load("standard_cnn", "smoke")
-
-
-@pytest.fixture(scope="session")
 def _robust():
     return recipes.load("adversarial_cnn", "smoke")
-
-
-@pytest.fixture
-def model(_standard):
-    """A fresh copy of the standard checkpoint, so one spec cannot spoil another."""
-    return copy.deepcopy(_standard)
 
 
 @pytest.fixture

@@ -36,19 +36,8 @@ def digits():
 
 
 @pytest.fixture(scope="session")
-def _standard():
-    return recipes.load("standard_cnn", "smoke")
-
-
-@pytest.fixture(scope="session")
 def _trojaned():
     return recipes.load("trojaned_cnn", "smoke")
-
-
-@pytest.fixture
-def model(_standard):
-    """A fresh copy of the standard checkpoint, so one spec cannot spoil another."""
-    return copy.deepcopy(_standard)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 --impl / MLSAFETY_IMPL) and small synthetic data with a
 planted structure (preference direction, truth direction)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -44,7 +44,8 @@ def same_global_draw(call) -> bool:
 
 
 # Fixtures every week's specs can ask for (this module is a pytest plugin,
-# registered by the repository's conftest.py next to mlsafety.grading).
+# registered by the repository's conftest.py next to mlsafety.grading):
+# seeded generators and the standard checkpoint.
 
 
 @pytest.fixture
@@ -67,3 +68,19 @@ def rng():
         return np.random.default_rng(seed)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def _standard():
+    from mlsafety import recipes
+
+    return recipes.load("standard_cnn", "smoke")
+
+
+@pytest.fixture
+def model(_standard):
+    """A fresh copy of the smoke standard_cnn checkpoint, so one spec cannot
+    spoil another."""
+    import copy
+
+    return copy.deepcopy(_standard)
