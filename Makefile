@@ -17,8 +17,9 @@ SECTIONS ?=
 FROM ?=
 PROFILE ?=
 PORT ?= 8888
+JSON ?=
 
-.PHONY: help setup lab test test-week% test-container verify-% assets data doctor bench lint format lock clean weeks image image-cuda
+.PHONY: help setup lab test test-week% test-container progress verify-% assets data doctor bench lint format lock clean weeks image image-cuda
 
 help: ## Show this help
 	@echo "ML Safety labs. Usage: make <target> [VAR=value]"
@@ -79,6 +80,9 @@ image-cuda: ## Build the CUDA image as $(IMAGE):cuda [BASE_IMAGE=...]
 
 test-%: $(STAMP) ## Grade a week: make test-week3 [IMPL=solution|<folder>] [FUNCTIONS=pgd_linf]
 	@$(BIN)/mlsafety test $* --impl $(IMPL) $(if $(FUNCTIONS),--functions $(FUNCTIONS)) -- $(ARGS)
+
+progress: $(STAMP) ## Grade every week: one line per week, and a JSON report for your facilitator [JSON=file]
+	@$(BIN)/mlsafety progress --impl $(IMPL) $(if $(JSON),--json $(JSON))
 
 verify-%: $(STAMP) ## Prove a week's specs: solution passes, stubs fail, mutants caught
 	@$(BIN)/mlsafety verify $(patsubst week%,%,$*)

@@ -1,6 +1,7 @@
 """Command line of the toolkit, behind the Makefile's targets.
 
 mlsafety test WEEK [--impl student|solution|DIR] [--functions f,g]
+mlsafety progress [--impl I] [--json F]  every week's specs: one line per week + a JSON report
 mlsafety verify WEEK...        specs pass on the solution, fail on stubs, catch mutants
 mlsafety assets [--profile P] [--lock|--check]  build the checkpoints (cached)
 mlsafety data [--profile P]    fetch the datasets of a profile (resumable, verified)
@@ -20,6 +21,12 @@ def _test(args) -> int:
     from mlsafety.grading import run_specs
 
     return run_specs(args.week, args.impl, args.functions, args.pytest_args)
+
+
+def _progress(args) -> int:
+    from mlsafety.progress import run_progress
+
+    return run_progress(args.impl, args.weeks or None, args.json)
 
 
 def _verify(args) -> int:
@@ -133,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         "--functions", default=None, help="only these graded functions (comma-separated)"
     )
     p.set_defaults(run=_test)
+    p = sub.add_parser("progress", help="grade every week: a line per week and a JSON report")
+    p.add_argument("weeks", nargs="*", help="only these weeks (default: all)")
+    p.add_argument("--impl", default=None, help="student (default), solution, or a folder")
+    p.add_argument(
+        "--json", default=None, help="where to write the report (artifacts/progress.json)"
+    )
+    p.set_defaults(run=_progress)
     p = sub.add_parser(
         "verify", help="prove the specs: solution passes, stubs fail, mutants caught"
     )

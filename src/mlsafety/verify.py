@@ -32,6 +32,7 @@ class Run:
     results: dict  # function -> status
     failures: dict  # function -> first failure message
     output: str
+    rows: list  # the --grading-json rows: function, track, status, passed, failed, first_failure
 
 
 @dataclass
@@ -60,6 +61,7 @@ def graded_run(
         {r["function"]: r["status"] for r in rows},
         {r["function"]: r["first_failure"] for r in rows},
         buffer.getvalue(),
+        rows,
     )
 
 

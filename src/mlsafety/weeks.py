@@ -63,3 +63,26 @@ def solution_dir(week_dir: Path) -> Path:
 def module_names(week_dir: Path) -> list[str]:
     """The student modules of a week: the reference solution's module files."""
     return sorted(p.stem for p in solution_dir(week_dir).glob("*.py") if not p.stem.startswith("_"))
+
+
+def week_title(week_dir: Path) -> str:
+    """The topic from the week README's first heading: ``# Week 3: <topic>``."""
+    readme = week_dir / "README.md"
+    first = readme.read_text().splitlines()[0] if readme.exists() else ""
+    match = re.fullmatch(r"#\s*Week\s+\d+\s*:\s*(.+)", first.strip())
+    return match.group(1) if match else week_dir.name.split("_", 1)[1].replace("_", " ")
+
+
+def graded_functions(week_dir: Path) -> dict[str, str]:
+    """Graded function -> track ("core" or "stretch"), from the ``GRADED``
+    dictionaries of the week's specs, read without importing them."""
+    import ast
+
+    found: dict[str, str] = {}
+    for spec in sorted(week_dir.glob("test_*.py")):
+        for node in ast.parse(spec.read_text()).body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "GRADED" for t in node.targets
+            ):
+                found.update(ast.literal_eval(node.value))
+    return found

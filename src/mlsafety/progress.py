@@ -1,0 +1,213 @@
+"""The course-level progress report: every week's specs on the student's files.
+
+``make progress`` prints one line per week (week, topic, graded functions
+passing, status, what to fix next) and writes a JSON report a facilitator can
+collect. A week whose modules are exactly the generated stubs is reported as
+"not started" without running its specs; so is a started week in which every
+function still raises NotImplementedError. All weeks run in this one process
+(torch is imported once), each through the same grading plugin as
+``make test-weekN``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from mlsafety.grading import chosen_impl, prepare
+from mlsafety.paths import repo_root
+from mlsafety.stubs import untouched
+from mlsafety.verify import graded_run
+from mlsafety.weeks import all_weeks, find_week, graded_functions, week_number, week_title
+
+SCHEMA = 1
+NOT_STARTED, IN_PROGRESS, COMPLETE = "not started", "in progress", "complete"
+
+
+def week_progress(week_dir: Path, impl: str) -> dict:
+    """One week's entry of the report."""
+    declared = graded_functions(week_dir)
+    started = time.perf_counter()
+    if impl == "student" and untouched(week_dir):
+        rows = [
+            {"function": f, "track": t, "status": "TODO", "passed": 0, "failed": 0}
+            for f, t in declared.items()
+        ]
+        ran = False
+    else:
+        prepare(week_dir)
+        run = graded_run(week_dir, impl)
+        rows = run.rows or [
+            {
+                "function": f,
+                "track": t,
+                "status": "FAIL",
+                "first_failure": run.output.strip()[-200:],
+            }
+            for f, t in declared.items()
+        ]
+        ran = True
+    passing = [r for r in rows if r["status"] == "PASS"]
+    if len(passing) == len(rows) and rows:
+        status = COMPLETE
+    elif not passing and all(r["status"] == "TODO" for r in rows):
+        status = NOT_STARTED
+    else:
+        status = IN_PROGRESS
+    nxt = _next_to_fix(rows)
+    return {
+        "week": week_number(week_dir),
+        "lab": week_dir.name,
+        "topic": week_title(week_dir),
+        "status": status,
+        "specs_run": ran,
+        "passed": len(passing),
+        "total": len(rows),
+        "core": _track_count(rows, "core"),
+        "stretch": _track_count(rows, "stretch"),
+        "next": nxt["function"] if nxt else None,
+        "next_failure": nxt.get("first_failure", "") if nxt else "",
+        "seconds": round(time.perf_counter() - started, 2),
+        "functions": [
+            {
+                "function": r["function"],
+                "track": r["track"],
+                "status": r["status"],
+                "specs_passed": r.get("passed", 0),
+                "specs_total": r.get("passed", 0) + r.get("failed", 0),
+                "first_failure": r.get("first_failure", ""),
+            }
+            for r in rows
+        ],
+    }
+
+
+def _next_to_fix(rows: list[dict]) -> dict | None:
+    """What a student should look at next: a failing function before one not
+    written yet (TODO), and core before stretch."""
+    for wanted in (("FAIL", "core"), ("FAIL", "stretch"), ("TODO", "core"), ("TODO", "stretch")):
+        for r in rows:
+            if (r["status"], r["track"]) == wanted:
+                return r
+    return None
+
+
+def _track_count(rows: list[dict], track: str) -> dict:
+    chosen = [r for r in rows if r["track"] == track]
+    return {"passed": sum(r["status"] == "PASS" for r in chosen), "total": len(chosen)}
+
+
+def report(impl: str | None = None, weeks: list | None = None, echo=None) -> dict:
+    """The whole report; ``echo`` receives each week's entry as it is done."""
+    impl = chosen_impl(impl)
+    folders = [find_week(w) for w in weeks] if weeks else list(all_weeks().values())
+    entries = []
+    for folder in folders:
+        entries.append(week_progress(folder, impl))
+        if echo:
+            echo(entries[-1])
+    return {
+        "schema": SCHEMA,
+        "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "student": student(),
+        "implementation": impl,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "python": platform.python_version(),
+        "weeks": entries,
+        "totals": {
+            "functions_passing": sum(e["passed"] for e in entries),
+            "functions": sum(e["total"] for e in entries),
+            "weeks_complete": sum(e["status"] == COMPLETE for e in entries),
+            "weeks": len(entries),
+        },
+    }
+
+
+def student() -> dict:
+    """Who this report is about: $MLSAFETY_STUDENT, else git's user, else the login."""
+    name = os.environ.get("MLSAFETY_STUDENT") or _git("config", "user.name")
+    return {"name": name or getpass.getuser(), "email": _git("config", "user.email")}
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo_root()), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+HEADER = ("week", "topic", "passing", "core", "stretch", "status", "next to fix")
+
+
+def row(entry: dict) -> tuple[str, ...]:
+    def frac(d):
+        return f"{d['passed']}/{d['total']}" if d["total"] else "-"
+
+    return (
+        str(entry["week"]),
+        entry["topic"],
+        f"{entry['passed']}/{entry['total']}",
+        frac(entry["core"]),
+        frac(entry["stretch"]),
+        entry["status"],
+        entry["next"] if entry["status"] == IN_PROGRESS else "",
+    )
+
+
+def table_lines(result: dict) -> list[str]:
+    rows = [HEADER, *(row(e) for e in result["weeks"])]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
+    totals = result["totals"]
+    return [
+        f"Progress of {result['student']['name']} (implementation: {result['implementation']})",
+        fmt(HEADER),
+        "  ".join("-" * w for w in widths),
+        *(fmt(r) for r in rows[1:]),
+        f"{totals['functions_passing']}/{totals['functions']} graded functions pass; "
+        f"{totals['weeks_complete']}/{totals['weeks']} weeks complete",
+    ]
+
+
+def _shorten(text: str, width: int = 110) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run_progress(
+    impl: str | None = None, weeks: list | None = None, json_path: str | None = None
+) -> int:
+    """Print the table (a line per week as it finishes) and write the JSON report."""
+    result = report(impl, weeks, echo=lambda e: print(f"  week {e['week']}: {e['status']}"))
+    print()
+    for line in table_lines(result):
+        print(line)
+    target = Path(json_path) if json_path else repo_root() / "artifacts" / "progress.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2) + "\n")
+    started = [e for e in result["weeks"] if e["status"] == IN_PROGRESS]
+    for entry in started:
+        print(f"  week {entry['week']}, {entry['next']}: {_shorten(entry['next_failure'])}")
+    if started:
+        print(f"Every function's result: make test-week{started[0]['week']}")
+    print(f"Report for your facilitator: {_relative(target)}")
+    return 0

@@ -1,0 +1,70 @@
+"""Student modules generated from the reference solution.
+
+Each public function keeps its signature and docstring; its body becomes a
+NotImplementedError with a TODO. Private helpers (leading underscore) are
+dropped. Module docstrings, imports and constants are kept. The progress
+report uses the same function to tell an untouched lab from a started one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from mlsafety.weeks import module_names, solution_dir, week_number
+
+
+def stub_source(source: str, week: int) -> str:
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    out: list[str] = []
+    cursor = 0  # next line index of `source` not yet copied
+
+    def copy_until(end: int) -> None:
+        nonlocal cursor
+        out.extend(lines[cursor:end])
+        cursor = end
+
+    for node in tree.body:
+        start = (
+            node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
+        ) - 1
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("_"):
+            copy_until(start)
+            cursor = node.end_lineno
+            while cursor < len(lines) and not lines[cursor].strip():
+                cursor += 1
+            continue
+        if isinstance(node, ast.FunctionDef):
+            doc = node.body[0]
+            if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)):
+                raise SystemExit(f"{node.name}: a graded function needs a docstring")
+            copy_until(doc.end_lineno)
+            indent = " " * (doc.col_offset)
+            message = f"TODO: implement {node.name} as the docstring describes, then run `make test-week{week}`"
+            out.append(
+                f"{indent}raise NotImplementedError(\n{indent}    {message!r}\n{indent})\n".replace(
+                    "'", '"'
+                )
+            )
+            cursor = node.end_lineno
+    copy_until(len(lines))
+    return "".join(out)
+
+
+def expected_stubs(week_dir: Path) -> dict[str, str]:
+    """Module name -> the stub text generated from the week's solution."""
+    week = week_number(week_dir)
+    return {
+        name: stub_source((solution_dir(week_dir) / f"{name}.py").read_text(), week)
+        for name in module_names(week_dir)
+    }
+
+
+def untouched(week_dir: Path) -> bool:
+    """True when every student module of the week is exactly its generated stub."""
+    for name, text in expected_stubs(week_dir).items():
+        path = week_dir / f"{name}.py"
+        if not path.exists() or path.read_text() != text:
+            return False
+    return True
