@@ -46,3 +46,26 @@ def test_notebooks_are_committed_without_outputs():
             if c.cell_type == "code" and (c.outputs or c.execution_count)
         ]
         assert not dirty, f"{path} has outputs in cells {dirty}: run `make format` (nbstripout)"
+
+
+def test_every_notebook_checks_its_own_graded_functions():
+    """The inline self-check: each notebook ends with check() for the whole week,
+    and every check("name") cell names a function that week grades (a typo would
+    only print a usage error in the student's notebook)."""
+    import re
+
+    import nbformat
+
+    from mlsafety.weeks import graded_functions
+
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [c.source for c in nb.cells if c.cell_type == "code"]
+        assert code[-1].strip() == "check()", f"{path}: the last code cell should be check()"
+        graded = graded_functions(path.parent)
+        named = set()
+        for source in code:
+            for call in re.findall(r"\bcheck\(([^)]*)\)", source):
+                named |= set(re.findall(r"[\"'](\w+)[\"']", call))
+        unknown = named - set(graded)
+        assert not unknown, f"{path}: check() names functions the week does not grade: {unknown}"
