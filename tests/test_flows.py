@@ -61,15 +61,17 @@ def test_attack_kinds_have_their_signatures():
         >= normal[:, column["distinct_ports"]].max()
     )
     exfil = f.features[f.kinds == "exfiltration"]
-    ratio = lambda x: x[:, column["bytes_sent"]] / (x[:, column["bytes_received"]] + 1)  # noqa: E731
+
+    def ratio(x):  # bytes sent per byte received
+        return x[:, column["bytes_sent"]] / (x[:, column["bytes_received"]] + 1)
+
+    def size(x):  # mean bytes per packet, both directions
+        return (x[:, column["bytes_sent"]] + x[:, column["bytes_received"]]) / x[
+            :, column["packets"]
+        ]
+
     assert np.median(ratio(exfil)) > 100 * np.median(ratio(normal))
     dos = f.features[f.kinds == "dos"]
-    size = lambda x: (
-        (  # noqa: E731  mean bytes per packet, both directions
-            x[:, column["bytes_sent"]] + x[:, column["bytes_received"]]
-        )
-        / x[:, column["packets"]]
-    )
     assert np.median(size(dos)) < 100 < np.median(size(normal))
     # heavy tails: the largest normal transfer is thousands of times the median one
     sent = normal[:, column["bytes_sent"]]
