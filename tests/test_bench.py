@@ -28,3 +28,26 @@ def test_bench_refuses_unknown_sections(tmp_path):
         [str(BIN / "python"), "scripts/bench.py", "--sections", "speed", "--out", str(tmp_path)]
     )
     assert result.returncode == 2 and "unknown sections ['speed']" in result.stderr
+
+
+def test_the_notebook_table_names_the_gpu_or_says_there_is_none():
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    machine = {"date": "d", "cpu": "c", "cores": 2, "python": "3.11", "torch": "2"}
+    rows = [
+        {"week": 1, "lab": "week01_dl_review", "smoke_s": 8.0, "cpu_s": 14.0, "gpu_s": None},
+        {"week": 3, "lab": "week03_adversarial", "smoke_s": 13.0, "cpu_s": None, "gpu_s": 150.0},
+    ]
+    without = bench.render({"machine": {**machine, "gpu": None}, "repeats": 1, "notebooks": rows})
+    assert "device: no GPU on this machine" in without
+    assert "| 1 | week01_dl_review | 8.0 | 14.0 | not measured | yes |" in without
+    assert "| 3 | week03_adversarial | 13.0 | not measured | 150.0 | **no** |" in without
+    named = bench.render(
+        {"machine": {**machine, "gpu": "NVIDIA H100"}, "repeats": 1, "notebooks": rows}
+    )
+    assert "device: NVIDIA H100" in named
