@@ -366,7 +366,8 @@ def compare_ece(repeats: int) -> dict:
     g = torch.Generator().manual_seed(0)
     n, classes = 20_000, 10
     logits = 3 * torch.randn(n, classes, generator=g)
-    labels = torch.multinomial((logits / 1.5).softmax(dim=1), 1, generator=g).squeeze(1)  # overconfident
+    # labels drawn from a flatter distribution than the logits say: overconfident
+    labels = torch.multinomial((logits / 1.5).softmax(dim=1), 1, generator=g).squeeze(1)
     probs = logits.softmax(dim=1)
     fns = {
         "ours": lambda: ece(probs, labels, n_bins=15),
