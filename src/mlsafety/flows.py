@@ -15,14 +15,14 @@ Normal traffic is a mixture of three services:
 
 Attacks come in three kinds, each unusual in a different way:
 
-- ``port_scan``: one source probes many ports (tens to a thousand) with a
+- ``port_scan``: one source probes many ports (a handful to a few hundred) with a
   packet or two each: tiny bytes, many distinct ports;
-- ``exfiltration``: a long upload of tens of megabytes to one host with almost
-  nothing coming back. Each feature alone stays within what large normal
-  uploads reach; the *combination* (huge upload, long, nearly silent replies)
+- ``exfiltration``: a long, throttled upload of megabytes to one host with
+  almost nothing coming back. Each feature alone stays within what large normal
+  uploads reach; the *combination* (a large upload, slow, with nearly silent replies)
   is what is rare;
 - ``dos``: a flood of small packets at one host and port: very many packets
-  for their bytes, nothing coming back.
+  for their bytes, little coming back.
 
 Every number comes from ``numpy.random.default_rng(seed)``: the same seed gives
 the same records on every machine, and the global generators are not touched.
@@ -123,17 +123,17 @@ def _attack(rng: np.random.Generator, kind: str, m: int) -> np.ndarray:
         duration = ports * _lognormal(rng, 0.05, 0.8, m)
         hosts = 1 + rng.binomial(1, 0.3, m) * rng.integers(1, 5, m)
     elif kind == "exfiltration":
-        sent = _lognormal(rng, 2e6, 0.8, m)
-        received = _lognormal(rng, 1_500, 0.5, m)  # acknowledgements only
-        duration = sent / _lognormal(rng, 100_000, 0.5, m)  # throttled to stay quiet
+        sent = _lognormal(rng, 1.5e6, 0.8, m)
+        received = 200 + sent * _lognormal(rng, 0.004, 0.6, m)  # acknowledgements only
+        duration = sent / _lognormal(rng, 200_000, 0.6, m)  # throttled to stay quiet
         packets = np.ceil(sent / _lognormal(rng, 1_200, 0.1, m))
         ports = np.ones(m)
         hosts = np.ones(m)
     elif kind == "dos":
-        packets = np.round(_lognormal(rng, 5_000, 0.8, m))
-        sent = packets * _lognormal(rng, 64, 0.05, m)
-        received = _lognormal(rng, 300, 0.8, m)
-        duration = _lognormal(rng, 10, 0.5, m)
+        packets = np.round(_lognormal(rng, 3_000, 0.8, m))
+        sent = packets * _lognormal(rng, 90, 0.3, m)
+        received = _lognormal(rng, 2_000, 1.0, m)
+        duration = _lognormal(rng, 10, 0.6, m)
         ports = np.ones(m)
         hosts = np.ones(m)
     else:
