@@ -17,6 +17,9 @@ Conventions for every function here:
   the same result; the global ``numpy.random`` state is never used.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 from statistics import NormalDist

@@ -21,6 +21,9 @@ survival function ``P(X > x) = (x_min / x) ** alpha`` for ``x >= x_min``. Its
 longer the tail.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,9 @@ A *data* argument is any iterable of ``(x, y)`` batches: a DataLoader or a
 list of tensor pairs. Batches are moved to the model's device.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import torch

@@ -19,6 +19,9 @@ Conventions for every function here:
   Inputs are never modified, and nothing here is random.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import math

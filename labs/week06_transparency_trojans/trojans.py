@@ -17,6 +17,9 @@ Conventions for every function here:
   ``torch.Generator``; ``None`` means torch's global generator).
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import torch

@@ -34,6 +34,9 @@ Conventions for every function here:
   ``torch.Generator`` passed as ``generator``.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import math

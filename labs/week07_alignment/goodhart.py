@@ -15,6 +15,9 @@ numpy arrays. Randomness comes only from the ``numpy.random.Generator``
 passed as ``rng``.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import numpy as np

@@ -22,6 +22,9 @@ Conventions for every function here:
   result, whatever the state of torch's global generator.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import torch

@@ -29,6 +29,9 @@ Conventions for every function here:
   shapes or arguments raise ``ValueError``.
 """
 
+# The imports below are for the functions you will write.
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 import numpy as np

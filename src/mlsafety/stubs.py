@@ -13,6 +13,9 @@ from pathlib import Path
 
 from mlsafety.weeks import module_names, solution_dir, week_number
 
+# Stubs keep the imports the finished functions need; until then they are unused.
+NOQA = "\n# The imports below are for the functions you will write.\n# ruff: noqa: F401\n"
+
 
 def stub_source(source: str, week: int) -> str:
     tree = ast.parse(source)
@@ -24,6 +27,11 @@ def stub_source(source: str, week: int) -> str:
         nonlocal cursor
         out.extend(lines[cursor:end])
         cursor = end
+
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        copy_until(first.end_lineno)  # the module docstring, then the note for linters
+        out.append(NOQA)
 
     for node in tree.body:
         start = (
