@@ -389,10 +389,50 @@ def compare_ece(repeats: int) -> dict:
     }
 
 
+def compare_forecast_scores(repeats: int) -> list[dict]:
+    import numpy as np
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    from mlsafety.grading import load_module
+
+    forecasting = load_module("forecasting", 8, "solution")
+    rng = np.random.default_rng(0)
+    n = 200_000
+    truth = rng.uniform(0.02, 0.98, n)
+    outcomes = (rng.random(n) < truth).astype(np.int64)
+    forecasts = np.clip(truth + rng.normal(0, 0.1, n), 0.01, 0.99)  # a noisy forecaster
+    pairs = [
+        ("brier_score", "brier_score_loss", forecasting.brier_score, brier_score_loss, 1),
+        ("log_score", "log_loss (negated)", forecasting.log_score, log_loss, -1),
+    ]
+    rows = []
+    for ours_name, theirs_name, ours, theirs, sign in pairs:
+        fns = {
+            "ours": lambda f=ours: f(forecasts, outcomes),
+            "theirs": lambda f=theirs, s=sign: s * float(f(outcomes, forecasts)),
+        }
+        best = side_by_side(fns, repeats)
+        a, b = fns["ours"](), fns["theirs"]()
+        rows.append(
+            {
+                "comparison": f"{ours_name} vs scikit-learn {theirs_name}",
+                "setting": f"{n} binary forecasts of a noisy forecaster",
+                "ours_per_s": round(n / best["ours"]),
+                "theirs_per_s": round(n / best["theirs"]),
+                "speed_ratio": round(best["theirs"] / best["ours"], 2),
+                "agreement": f"{a:.6f} vs {b:.6f}",
+                "agrees": abs(a - b) < 1e-9,
+                "goal": "speed ratio >= 1.0, same value",
+            }
+        )
+    return rows
+
+
 COMPARISONS = {
     "integrated_gradients": lambda r: [compare_integrated_gradients(r)],
     "auroc": compare_ood_metrics,
     "ece": lambda r: [compare_ece(r)],
+    "log_score": compare_forecast_scores,
 }
 
 
