@@ -193,6 +193,25 @@ def on_device(device: str) -> str:
     return "" if device == "cpu" else f" on {gpu_name()}"
 
 
+SAME_VALUE = "speed ratio >= 1.0, same value"
+
+
+def comparison_row(
+    comparison: str, setting: str, n: int, best: dict, agreement: str, agrees: bool, goal: str
+) -> dict:
+    """One row of the comparison table: throughput of both over ``n`` examples."""
+    return {
+        "comparison": comparison,
+        "setting": setting,
+        "ours_per_s": round(n / best["ours"]),
+        "theirs_per_s": round(n / best["theirs"]),
+        "speed_ratio": round(best["theirs"] / best["ours"], 2),
+        "agreement": agreement,
+        "agrees": agrees,
+        "goal": goal,
+    }
+
+
 def compare_pgd(repeats: int, device: str = "cpu") -> dict:
     import torch
     import torchattacks
@@ -221,19 +240,18 @@ def compare_pgd(repeats: int, device: str = "cpu") -> dict:
     acc_ours = (pred_ours == y).float().mean().item()
     acc_theirs = (pred_theirs == y).float().mean().item()
     gap = (x_ours - x_theirs).abs().max().item()
-    return {
-        "comparison": "pgd_linf vs torchattacks.PGD" + on_device(device),
-        "setting": f"standard_cnn (smoke), {len(x)} digits, eps={eps}, alpha={alpha}, "
+    return comparison_row(
+        "pgd_linf vs torchattacks.PGD" + on_device(device),
+        f"standard_cnn (smoke), {len(x)} digits, eps={eps}, alpha={alpha}, "
         f"steps={steps}, no random start",
-        "ours_per_s": round(len(x) / best["ours"]),
-        "theirs_per_s": round(len(x) / best["theirs"]),
-        "speed_ratio": round(best["theirs"] / best["ours"], 2),
-        "agreement": f"robust accuracy {acc_ours:.4f} vs {acc_theirs:.4f}; "
+        len(x),
+        best,
+        f"robust accuracy {acc_ours:.4f} vs {acc_theirs:.4f}; "
         f"max |x_ours - x_theirs| = {gap:.1e}; same prediction on "
         f"{(pred_ours == pred_theirs).float().mean().item():.1%}",
-        "agrees": abs(acc_ours - acc_theirs) < 1e-9 and gap < 1e-5,
-        "goal": "speed ratio >= 1.0, same robust accuracy",
-    }
+        abs(acc_ours - acc_theirs) < 1e-9 and gap < 1e-5,
+        "speed ratio >= 1.0, same robust accuracy",
+    )
 
 
 def find_solution_function(name: str):
@@ -275,18 +293,16 @@ def compare_integrated_gradients(repeats: int, device: str = "cpu") -> dict:
     with torch.no_grad():
         delta = (model(x) - model(torch.zeros_like(x))).gather(1, y[:, None]).squeeze(1)
     completeness = ((ours.flatten(1).sum(1) - delta).abs() / delta.abs().clamp_min(1e-6)).max()
-    return {
-        "comparison": "integrated_gradients vs captum.attr.IntegratedGradients" + on_device(device),
-        "setting": f"standard_cnn (smoke), {len(x)} digits, black baseline, {steps} steps, "
-        "right Riemann sum",
-        "ours_per_s": round(len(x) / best["ours"]),
-        "theirs_per_s": round(len(x) / best["theirs"]),
-        "speed_ratio": round(best["theirs"] / best["ours"], 2),
-        "agreement": f"max |ours - captum| / max |captum| = {gap:.1e}; completeness error "
+    return comparison_row(
+        "integrated_gradients vs captum.attr.IntegratedGradients" + on_device(device),
+        f"standard_cnn (smoke), {len(x)} digits, black baseline, {steps} steps, right Riemann sum",
+        len(x),
+        best,
+        f"max |ours - captum| / max |captum| = {gap:.1e}; completeness error "
         f"of ours at most {completeness.item():.1%}",
-        "agrees": gap < 1e-4,
-        "goal": "speed ratio >= 1.0, same attributions",
-    }
+        gap < 1e-4,
+        "speed ratio >= 1.0, same attributions",
+    )
 
 
 def _ood_scores(n: int = 20_000, seed: int = 0):
@@ -344,16 +360,15 @@ def compare_ood_metrics(repeats: int) -> list[dict]:
             best = side_by_side({"ours": ours, "theirs": fn}, repeats)
             a, b = ours(), fn()
             rows.append(
-                {
-                    "comparison": f"{name} vs {library}",
-                    "setting": setting,
-                    "ours_per_s": round(len(scores) / best["ours"]),
-                    "theirs_per_s": round(len(scores) / best["theirs"]),
-                    "speed_ratio": round(best["theirs"] / best["ours"], 2),
-                    "agreement": f"{a:.6f} vs {b:.6f}",
-                    "agrees": abs(a - b) < 1e-6,
-                    "goal": "speed ratio >= 1.0, same value",
-                }
+                comparison_row(
+                    f"{name} vs {library}",
+                    setting,
+                    len(scores),
+                    best,
+                    f"{a:.6f} vs {b:.6f}",
+                    abs(a - b) < 1e-6,
+                    SAME_VALUE,
+                )
             )
     return rows
 
@@ -377,16 +392,15 @@ def compare_ece(repeats: int) -> dict:
     }
     best = side_by_side(fns, repeats)
     a, b = fns["ours"](), fns["theirs"]()
-    return {
-        "comparison": "ece vs torchmetrics multiclass_calibration_error",
-        "setting": f"{n} predictions over {classes} classes, 15 equal-width bins, L1",
-        "ours_per_s": round(n / best["ours"]),
-        "theirs_per_s": round(n / best["theirs"]),
-        "speed_ratio": round(best["theirs"] / best["ours"], 2),
-        "agreement": f"{a:.6f} vs {b:.6f}",
-        "agrees": abs(a - b) < 1e-6,
-        "goal": "speed ratio >= 1.0, same value",
-    }
+    return comparison_row(
+        "ece vs torchmetrics multiclass_calibration_error",
+        f"{n} predictions over {classes} classes, 15 equal-width bins, L1",
+        n,
+        best,
+        f"{a:.6f} vs {b:.6f}",
+        abs(a - b) < 1e-6,
+        SAME_VALUE,
+    )
 
 
 def compare_forecast_scores(repeats: int) -> list[dict]:
@@ -414,16 +428,15 @@ def compare_forecast_scores(repeats: int) -> list[dict]:
         best = side_by_side(fns, repeats)
         a, b = fns["ours"](), fns["theirs"]()
         rows.append(
-            {
-                "comparison": f"{ours_name} vs scikit-learn {theirs_name}",
-                "setting": f"{n} binary forecasts of a noisy forecaster",
-                "ours_per_s": round(n / best["ours"]),
-                "theirs_per_s": round(n / best["theirs"]),
-                "speed_ratio": round(best["theirs"] / best["ours"], 2),
-                "agreement": f"{a:.6f} vs {b:.6f}",
-                "agrees": abs(a - b) < 1e-9,
-                "goal": "speed ratio >= 1.0, same value",
-            }
+            comparison_row(
+                f"{ours_name} vs scikit-learn {theirs_name}",
+                f"{n} binary forecasts of a noisy forecaster",
+                n,
+                best,
+                f"{a:.6f} vs {b:.6f}",
+                abs(a - b) < 1e-9,
+                SAME_VALUE,
+            )
         )
     return rows
 
