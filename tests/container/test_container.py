@@ -51,6 +51,22 @@ def test_week3_specs_pass_inside(stack):
     assert "7/7 graded functions pass" in result.stdout
 
 
+def test_progress_report_inside_lands_in_the_work_folder(stack):
+    from mlsafety.stubs import untouched
+    from mlsafety.weeks import all_weeks
+
+    result = stack.exec("make", "progress", check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.search(r"^3\s+adversarial examples", result.stdout, re.M), result.stdout
+    report = stack.work / "artifacts" / "progress.json"
+    weeks = {w["week"]: w for w in json.loads(report.read_text())["weeks"]}
+    assert set(weeks) == set(all_weeks())
+    for number, week_dir in all_weeks().items():  # the work folder is a copy of this checkout
+        if untouched(week_dir):
+            assert weeks[number]["status"] == "not started", weeks[number]
+    assert report.stat().st_uid == 1000, "the report belongs to the student"
+
+
 def test_baked_assets_are_read_only_and_verified(stack):
     touch = stack.exec("sh", "-c", 'touch "$MLSAFETY_DATA/x"', check=False)
     assert touch.returncode != 0, "the baked data root should not be writable by the student"
