@@ -101,3 +101,21 @@ def test_a_file_that_does_not_import_is_named_in_one_line(tmp_path):
     assert result.returncode == 1
     row = next(line for line in result.stdout.splitlines() if line.startswith("fgsm "))
     assert "attacks.py does not import (SyntaxError line" in row
+
+
+def test_the_repository_is_the_checkout_the_user_is_in(tmp_path, monkeypatch):
+    """Where the toolkit is installed from another copy (the images bake one), a
+    terminal in the work folder grades the work folder."""
+    from mlsafety.paths import repo_root
+
+    monkeypatch.delenv("MLSAFETY_REPO", raising=False)
+    work = tmp_path / "work"
+    (work / "labs" / "week03_adversarial").mkdir(parents=True)
+    (work / "environments").mkdir()
+    (work / "environments" / "assets.toml").write_text("")
+    monkeypatch.chdir(work / "labs" / "week03_adversarial")
+    assert repo_root() == work.resolve()
+    monkeypatch.chdir(tmp_path)
+    assert repo_root() == ROOT, "outside any checkout: the one the toolkit came from"
+    monkeypatch.setenv("MLSAFETY_REPO", str(tmp_path))
+    assert repo_root() == tmp_path.resolve(), "MLSAFETY_REPO wins"

@@ -13,13 +13,28 @@ REPO_ENV = "MLSAFETY_REPO"
 
 def repo_root() -> Path:
     """The repository whose labs are graded: $MLSAFETY_REPO (the images set it to
-    the mounted work folder), else the one this toolkit was installed from."""
+    the mounted work folder), else the checkout the current directory is in,
+    else the one this toolkit was installed from.
+
+    The current directory matters where the toolkit is installed from another
+    copy: in the images it comes from a copy baked at build time, and a
+    terminal opened with `docker compose exec` must grade the mounted work
+    folder, not that copy."""
     configured = os.environ.get(REPO_ENV, "").strip()
-    return (
-        Path(configured).expanduser().resolve()
-        if configured
-        else Path(__file__).resolve().parents[2]
-    )
+    if configured:
+        return Path(configured).expanduser().resolve()
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the current directory was deleted
+        here = Path(__file__).resolve()
+    for folder in (here, *here.parents):
+        if _is_checkout(folder):
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def _is_checkout(folder: Path) -> bool:
+    return (folder / "labs").is_dir() and (folder / "environments" / "assets.toml").is_file()
 
 
 def data_root() -> Path:

@@ -67,6 +67,23 @@ def test_progress_report_inside_lands_in_the_work_folder(stack):
     assert report.stat().st_uid == 1000, "the report belongs to the student"
 
 
+def test_a_terminal_in_the_container_grades_the_work_folder(stack):
+    """`docker compose exec lab make test-week3` grades the mounted files, not the
+    copy of the labs baked into the image."""
+    stub = stack.work / "labs" / "week03_adversarial" / "attacks.py"
+    original = stub.read_text()
+    try:
+        stack.exec("cp", "solutions/week03_adversarial/attacks.py", "labs/week03_adversarial/")
+        graded = stack.exec("make", "test-week3", check=False)
+        assert re.search(r"pgd_linf\s+core\s+PASS", graded.stdout), graded.stdout[-2000:]
+        progress = stack.exec(
+            "mlsafety", "progress", "3", "--impl", "student", "--json", "/tmp/progress.json"
+        )
+        assert re.search(r"^3\s+adversarial.*in progress", progress.stdout, re.M), progress.stdout
+    finally:
+        stub.write_text(original)
+
+
 def test_baked_assets_are_read_only_and_verified(stack):
     touch = stack.exec("sh", "-c", 'touch "$MLSAFETY_DATA/x"', check=False)
     assert touch.returncode != 0, "the baked data root should not be writable by the student"
