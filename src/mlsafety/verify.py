@@ -29,10 +29,18 @@ MIN_MUTANTS_PER_FUNCTION = 2
 @dataclass
 class Run:
     exit_code: int
-    results: dict  # function -> status
-    failures: dict  # function -> first failure message
     output: str
     rows: list  # the --grading-json rows: function, track, status, passed, failed, first_failure
+
+    @property
+    def results(self) -> dict:
+        """Function -> status."""
+        return {r["function"]: r["status"] for r in self.rows}
+
+    @property
+    def failures(self) -> dict:
+        """Function -> first failure message."""
+        return {r["function"]: r["first_failure"] for r in self.rows}
 
 
 @dataclass
@@ -56,13 +64,7 @@ def graded_run(
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), one_thread():
             code = int(pytest.main(spec_args(week_dir, impl, functions, extra)))
         rows = json.loads(report.read_text())["functions"] if report.exists() else []
-    return Run(
-        code,
-        {r["function"]: r["status"] for r in rows},
-        {r["function"]: r["first_failure"] for r in rows},
-        buffer.getvalue(),
-        rows,
-    )
+    return Run(code, buffer.getvalue(), rows)
 
 
 def pristine_stubs(week_dir: Path, into: Path) -> Path:
