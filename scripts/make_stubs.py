@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mlsafety import SetupError
 from mlsafety.stubs import expected_stubs
 from mlsafety.weeks import find_week
 
@@ -39,4 +40,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except SetupError as err:
+        sys.exit(f"make_stubs: {err}")

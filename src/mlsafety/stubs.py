@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from mlsafety import SetupError
 from mlsafety.weeks import module_names, solution_dir, week_number
 
 # Stubs keep the imports the finished functions need; until then they are unused.
@@ -46,7 +47,7 @@ def stub_source(source: str, week: int) -> str:
         if isinstance(node, ast.FunctionDef):
             doc = node.body[0]
             if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)):
-                raise SystemExit(f"{node.name}: a graded function needs a docstring")
+                raise SetupError(f"{node.name}: a graded function needs a docstring")
             copy_until(doc.end_lineno)
             indent = " " * (doc.col_offset)
             message = f"TODO: implement {node.name} as the docstring describes, then run `make test-week{week}`"
