@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mlsafety.grading import graded
+from mlsafety.specs import python_float
 
 GRADED = {
     "reliability_bins": "core",
@@ -84,15 +85,6 @@ def random_probs(seed, n=300, c=5, scale=2.0):
     logits = torch.randn(n, c, generator=g) * scale
     labels = torch.multinomial(torch.softmax(logits * 0.7, dim=1), 1, generator=g).squeeze(1)
     return torch.softmax(logits, dim=1), labels
-
-
-def python_float(function, value):
-    if not isinstance(value, float):
-        pytest.fail(
-            f"{function}: returned {type(value).__name__} {value!r}, expected a Python float",
-            pytrace=False,
-        )
-    return value
 
 
 def unpack_bins(value, n_bins):

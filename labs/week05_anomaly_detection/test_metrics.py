@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mlsafety.grading import graded
-from mlsafety.specs import number
+from mlsafety.specs import number, python_float
 
 GRADED = {"auroc": "core", "aupr": "core", "fpr_at_tpr": "core"}
 pytestmark = pytest.mark.timeout(20)
@@ -53,14 +53,7 @@ REFERENCES = {"auroc": ref_auroc, "aupr": ref_aupr, "fpr_at_tpr": ref_fpr_at_tpr
 
 
 def call(metrics, name, s, y, **kw):
-    value = getattr(metrics, name)(s, y, **kw)
-    if not isinstance(value, float):
-        pytest.fail(
-            f"{name}: returned {type(value).__name__} {value!r}, expected a Python float "
-            f"(use float(...) or .item())",
-            pytrace=False,
-        )
-    return value
+    return python_float(name, getattr(metrics, name)(s, y, **kw), "use float(...) or .item()")
 
 
 def random_case(seed, n=60, ties=True, prevalence=0.4):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mlsafety.grading import graded
-from mlsafety.specs import array
+from mlsafety.specs import array, python_float
 
 GRADED = {
     "brier_score": "core",
@@ -27,13 +27,7 @@ TRUE_PROBABILITIES = (0.1, 0.3, 0.5, 0.7, 0.85)
 
 
 def score(function, value) -> float:
-    if not isinstance(value, float):
-        pytest.fail(
-            f"{function}: returned {type(value).__name__} {value!r}, expected a Python float "
-            f"(use float(...))",
-            pytrace=False,
-        )
-    return value
+    return python_float(function, value, "use float(...)")
 
 
 def hint_for(got, hints):

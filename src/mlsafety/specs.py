@@ -19,6 +19,18 @@ def number(function: str, value) -> float:
         pytest.fail(f"{function}: expected a single number, got {value!r}", pytrace=False)
 
 
+def python_float(function: str, value, how: str = "") -> float:
+    """``value`` itself if it is a Python float, or a failure naming ``function``
+    (a numpy scalar or a 0-d tensor is not one; ``how`` says how to convert)."""
+    if not isinstance(value, float):
+        pytest.fail(
+            f"{function}: returned {type(value).__name__} {value!r}, expected a Python float"
+            + (f" ({how})" if how else ""),
+            pytrace=False,
+        )
+    return value
+
+
 def array(function: str, value, shape=None) -> np.ndarray:
     """``value`` as a float array (of ``shape`` if given), or a failure naming ``function``."""
     try:
