@@ -32,6 +32,7 @@ help: ## Show this help
 	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
 	@echo "           IMAGE=<name> BASE_IMAGE=<image> (make image, image-cuda)  JSON=<file> (make progress)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
+	@echo "Security track: $$(ls -d labs/security*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
 
 ifdef MLSAFETY_IMAGE
 # Inside the images the environment is built in and read-only: never rebuild it.

@@ -4,7 +4,7 @@ import pytest
 
 from mlsafety import SetupError
 from mlsafety.grading import implementation_dirs, load_module, module_path
-from mlsafety.weeks import all_weeks, find_week, module_names
+from mlsafety.weeks import all_labs, find_week, module_names
 
 from .conftest import BIN, ROOT, run
 
@@ -54,7 +54,7 @@ def test_each_load_is_a_fresh_module_under_its_own_name(tmp_path):
 
 
 def test_student_modules_are_the_solution_modules():
-    for week_dir in all_weeks().values():
+    for week_dir in all_labs().values():
         for name in module_names(week_dir):
             assert (week_dir / f"{name}.py").exists(), (
                 f"{week_dir.name} lacks the student module {name}.py"
@@ -62,8 +62,8 @@ def test_student_modules_are_the_solution_modules():
 
 
 def test_stubs_are_generated_from_the_solution():
-    for number in all_weeks():
-        result = run([str(BIN / "python"), "scripts/make_stubs.py", str(number), "--check"])
+    for lab in all_labs():
+        result = run([str(BIN / "python"), "scripts/make_stubs.py", lab, "--check"])
         assert result.returncode == 0, result.stderr
 
 

@@ -3,12 +3,12 @@ function on the committed stubs, and catch every buggy variant."""
 
 import pytest
 
-from mlsafety.weeks import all_weeks
+from mlsafety.weeks import all_labs
 
 from .conftest import BIN, run
 
 
-@pytest.mark.parametrize("week", sorted(all_weeks()), ids=lambda n: f"week{n:02d}")
+@pytest.mark.parametrize("week", list(all_labs()))
 def test_specs_prove_themselves(week):
     result = run([str(BIN / "mlsafety"), "verify", str(week)], timeout=900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

@@ -61,8 +61,13 @@ class Checkpoint:
     recipe: str
     licence: str
     profiles: tuple[str, ...]
-    weeks: tuple[int, ...]
+    weeks: tuple[int | str, ...]  # course weeks by number, other labs by id ("security1")
     extra: dict = field(default_factory=dict)
+
+    @property
+    def labs(self) -> tuple[str, ...]:
+        """The lab ids that use this checkpoint: ``week03``, ``security1``."""
+        return tuple(f"week{w:02d}" if isinstance(w, int) else w for w in self.weeks)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ def _progress(args) -> int:
 
 def _verify(args) -> int:
     from mlsafety.verify import verify_week
-    from mlsafety.weeks import all_weeks
+    from mlsafety.weeks import all_labs
 
-    weeks = args.weeks or [str(n) for n in all_weeks()]
+    weeks = args.weeks or list(all_labs())
     problems = []
     for week in weeks:
         problems += verify_week(week)
@@ -46,14 +46,14 @@ def _mutant(args) -> int:
     from pathlib import Path
 
     from mlsafety.verify import mutants, write_mutant
-    from mlsafety.weeks import find_week, week_number
+    from mlsafety.weeks import find_week, make_name
 
     week_dir = find_week(args.week)
     found = {m.name: m for m in mutants(week_dir)}
     if args.name not in found:
         raise SetupError(f"no mutant {args.name!r} for {week_dir.name}; known: {', '.join(found)}")
     folder = write_mutant(week_dir, found[args.name], Path(args.into))
-    print(f"{folder}: grade it with  make test-week{week_number(week_dir)} IMPL={folder}")
+    print(f"{folder}: grade it with  make test-{make_name(week_dir)} IMPL={folder}")
     return 0
 
 
@@ -123,10 +123,10 @@ def _lab(args) -> int:
 
 
 def _weeks(args) -> int:
-    from mlsafety.weeks import all_weeks
+    from mlsafety.weeks import all_labs, make_name
 
-    for number, folder in all_weeks().items():
-        print(f"{number}\t{folder.name}")
+    for folder in all_labs().values():
+        print(f"{make_name(folder)}\t{folder.name}")
     return 0
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.weeks import find_week, module_names, solution_dir, week_number
+from mlsafety.weeks import find_week, lab_id, make_name, module_names, solution_dir
 
 IMPL_ENV = "MLSAFETY_IMPL"
 _counter = itertools.count()
@@ -296,9 +296,9 @@ class GradingReport:
         done = sum(r.status == "PASS" for r in rows)
         lines.append(f"{done}/{len(rows)} graded functions pass")
         if done < len(rows):
-            week = week_number(self.week_dirs[0]) if self.week_dirs else "N"
+            week = make_name(self.week_dirs[0]) if self.week_dirs else "weekN"
             lines.append(
-                f"Tracebacks for one function: make test-week{week} FUNCTIONS=<name> ARGS=--tb=short"
+                f"Tracebacks for one function: make test-{week} FUNCTIONS=<name> ARGS=--tb=short"
             )
         return lines
 
@@ -373,9 +373,9 @@ def prepare(week: str | int | Path) -> None:
     from mlsafety import recipes
     from mlsafety.assets import manifest
 
-    number = week_number(find_week(week))
+    lab = lab_id(find_week(week))
     for checkpoint in manifest().checkpoints.values():
-        if number in checkpoint.weeks and "smoke" in checkpoint.profiles:
+        if lab in checkpoint.labs and "smoke" in checkpoint.profiles:
             recipes.ensure(checkpoint.recipe, "smoke")
 
 

@@ -24,7 +24,16 @@ from mlsafety.grading import chosen_impl, prepare
 from mlsafety.paths import repo_root
 from mlsafety.stubs import untouched
 from mlsafety.verify import graded_run
-from mlsafety.weeks import all_weeks, find_week, graded_functions, week_number, week_title
+from mlsafety.weeks import (
+    all_labs,
+    find_week,
+    graded_functions,
+    lab_id,
+    make_name,
+    track,
+    week_number,
+    week_title,
+)
 
 SCHEMA = 1
 NOT_STARTED, IN_PROGRESS, COMPLETE = "not started", "in progress", "complete"
@@ -62,7 +71,11 @@ def week_progress(week_dir: Path, impl: str) -> dict:
         status = IN_PROGRESS
     nxt = _next_to_fix(rows)
     return {
-        "week": week_number(week_dir),
+        # the week's number in the course track; the lab's id in the security track
+        "week": week_number(week_dir) if track(week_dir) == "course" else lab_id(week_dir),
+        "id": lab_id(week_dir),
+        "track": track(week_dir),
+        "make": make_name(week_dir),
         "lab": week_dir.name,
         "topic": week_title(week_dir),
         "status": status,
@@ -106,7 +119,7 @@ def _track_count(rows: list[dict], track: str) -> dict:
 def report(impl: str | None = None, weeks: list | None = None, echo=None) -> dict:
     """The whole report; ``echo`` receives each week's entry as it is done."""
     impl = chosen_impl(impl)
-    folders = [find_week(w) for w in weeks] if weeks else list(all_weeks().values())
+    folders = [find_week(w) for w in weeks] if weeks else list(all_labs().values())
     entries = []
     for folder in folders:
         entries.append(week_progress(folder, impl))
@@ -193,11 +206,15 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def _label(entry: dict) -> str:
+    return f"week {entry['week']}" if entry["track"] == "course" else entry["id"]
+
+
 def run_progress(
     impl: str | None = None, weeks: list | None = None, json_path: str | None = None
 ) -> int:
     """Print the table (a line per week as it finishes) and write the JSON report."""
-    result = report(impl, weeks, echo=lambda e: print(f"  week {e['week']}: {e['status']}"))
+    result = report(impl, weeks, echo=lambda e: print(f"  {_label(e)}: {e['status']}"))
     print()
     for line in table_lines(result):
         print(line)
@@ -206,8 +223,8 @@ def run_progress(
     target.write_text(json.dumps(result, indent=2) + "\n")
     started = [e for e in result["weeks"] if e["status"] == IN_PROGRESS]
     for entry in started:
-        print(f"  week {entry['week']}, {entry['next']}: {_shorten(entry['next_failure'])}")
+        print(f"  {_label(entry)}, {entry['next']}: {_shorten(entry['next_failure'])}")
     if started:
-        print(f"Every function's result: make test-week{started[0]['week']}")
+        print(f"Every function's result: make test-{started[0]['make']}")
     print(f"Report for your facilitator: {_relative(target)}")
     return 0

@@ -12,13 +12,16 @@ import ast
 from pathlib import Path
 
 from mlsafety import SetupError
-from mlsafety.weeks import module_names, solution_dir, week_number
+from mlsafety.weeks import make_name, module_names, solution_dir
 
 # Stubs keep the imports the finished functions need; until then they are unused.
 NOQA = "\n# The imports below are for the functions you will write.\n# ruff: noqa: F401\n"
 
 
-def stub_source(source: str, week: int) -> str:
+def stub_source(source: str, week: int | str) -> str:
+    """The student module: ``source`` with every graded body replaced by a TODO.
+    ``week`` is what ``make test-<week>`` takes (``3`` or ``"week3"``, ``"security1"``)."""
+    target = f"week{week}" if isinstance(week, int) else week
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     out: list[str] = []
@@ -50,7 +53,7 @@ def stub_source(source: str, week: int) -> str:
                 raise SetupError(f"{node.name}: a graded function needs a docstring")
             copy_until(doc.end_lineno)
             indent = " " * (doc.col_offset)
-            message = f"TODO: implement {node.name} as the docstring describes, then run `make test-week{week}`"
+            message = f"TODO: implement {node.name} as the docstring describes, then run `make test-{target}`"
             out.append(
                 f"{indent}raise NotImplementedError(\n{indent}    {message!r}\n{indent})\n".replace(
                     "'", '"'
@@ -63,7 +66,7 @@ def stub_source(source: str, week: int) -> str:
 
 def expected_stubs(week_dir: Path) -> dict[str, str]:
     """Module name -> the stub text generated from the week's solution."""
-    week = week_number(week_dir)
+    week = make_name(week_dir)
     return {
         name: stub_source((solution_dir(week_dir) / f"{name}.py").read_text(), week)
         for name in module_names(week_dir)

@@ -1,4 +1,10 @@
-"""The weeks of the course: finding a lab folder from what a user typed."""
+"""The labs: finding a lab folder from what a user typed.
+
+Two tracks share one front door. The course's weeks live in
+``labs/weekNN_slug`` (track "course"); the security track's labs in
+``labs/securityN_slug`` (track "security"). A lab's id is ``week03`` or
+``security1``; its make name, what ``make test-<name>`` takes, is ``week3`` or
+``security1``."""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from mlsafety import SetupError
 from mlsafety.paths import repo_root
 
 _WEEK_DIR = re.compile(r"^week(\d\d)_[a-z0-9_]+$")
+_SECURITY_DIR = re.compile(r"^security(\d+)_[a-z0-9_]+$")
+TRACKS = {"course": "Introduction to ML Safety", "security": "ML security"}
 
 
 def labs_dir() -> Path:
@@ -29,31 +37,90 @@ def all_weeks() -> dict[int, Path]:
     return found
 
 
+def security_labs() -> dict[int, Path]:
+    """Lab number -> folder, for every ``labs/securityN_slug`` present."""
+    found = {}
+    for folder in sorted(labs_dir().glob("security*")):
+        match = _SECURITY_DIR.match(folder.name)
+        if match and folder.is_dir():
+            found[int(match.group(1))] = folder
+    return dict(sorted(found.items()))
+
+
+def all_labs() -> dict[str, Path]:
+    """Lab id -> folder: the course's weeks in order, then the security track."""
+    labs = {f"week{n:02d}": p for n, p in all_weeks().items()}
+    labs.update({f"security{n}": p for n, p in security_labs().items()})
+    return labs
+
+
+def is_lab_dir(folder: Path) -> bool:
+    return bool(_WEEK_DIR.match(folder.name) or _SECURITY_DIR.match(folder.name))
+
+
 def find_week(spec: str | int | Path) -> Path:
     """The lab folder for ``3``, ``"03"``, ``"week3"``, ``"week03"``,
-    ``"week03_adversarial"`` or a path inside it."""
+    ``"week03_adversarial"``, ``"security1"``, ``"sec1"``,
+    ``"security1_privacy"`` or a path inside one."""
     weeks = all_weeks()
     text = str(spec).strip()
     as_path = Path(text)
     if as_path.exists():
         for folder in [as_path.resolve(), *as_path.resolve().parents]:
-            if _WEEK_DIR.match(folder.name):
+            if is_lab_dir(folder):
                 return folder
     match = re.fullmatch(r"(?:week)?0*(\d+)(?:_[a-z0-9_]+)?", text.lower())
     if match and int(match.group(1)) in weeks:
         return weeks[int(match.group(1))]
-    valid = ", ".join(f"{n} ({p.name})" for n, p in weeks.items()) or "none yet"
-    raise SetupError(f"no lab for week {text!r}; valid weeks: {valid}")
+    match = re.fullmatch(r"sec(?:urity)?-?0*(\d+)(?:_[a-z0-9_]+)?", text.lower())
+    if match and int(match.group(1)) in security_labs():
+        return security_labs()[int(match.group(1))]
+    raise SetupError(f"no lab {text!r}; {valid_labs()}")
+
+
+find_lab = find_week
+
+
+def valid_labs() -> str:
+    """One line naming every lab a user can ask for."""
+    weeks = ", ".join(f"{n} ({p.name})" for n, p in all_weeks().items()) or "none yet"
+    line = f"valid weeks: {weeks}"
+    security = security_labs()
+    if security:
+        line += "; security track: " + ", ".join(
+            f"security{n} ({p.name})" for n, p in security.items()
+        )
+    return line
+
+
+def track(lab_dir: Path) -> str:
+    """ "course" for the weeks, "security" for the security track."""
+    return "security" if _SECURITY_DIR.match(lab_dir.name) else "course"
 
 
 def week_number(week_dir: Path) -> int:
-    """3 for ``labs/week03_adversarial``."""
-    return int(_WEEK_DIR.match(week_dir.name).group(1))
+    """3 for ``labs/week03_adversarial``, 1 for ``labs/security1_privacy``
+    (a number within its track: see ``lab_id`` for a unique name)."""
+    match = _WEEK_DIR.match(week_dir.name) or _SECURITY_DIR.match(week_dir.name)
+    return int(match.group(1))
 
 
-def week_prefix(week_dir: Path) -> str:
-    """``week03`` for ``labs/week03_adversarial``: how recipes and mutant files are named."""
-    return f"week{week_number(week_dir):02d}"
+def lab_id(lab_dir: Path) -> str:
+    """``week03`` for ``labs/week03_adversarial``, ``security1`` for
+    ``labs/security1_privacy``: how recipes, mutant files and reports name a lab."""
+    if track(lab_dir) == "security":
+        return f"security{week_number(lab_dir)}"
+    return f"week{week_number(lab_dir):02d}"
+
+
+week_prefix = lab_id
+
+
+def make_name(lab_dir: Path) -> str:
+    """What ``make test-<name>`` takes: ``week3``, ``security1``."""
+    if track(lab_dir) == "security":
+        return f"security{week_number(lab_dir)}"
+    return f"week{week_number(lab_dir)}"
 
 
 def solution_dir(week_dir: Path) -> Path:
@@ -66,10 +133,11 @@ def module_names(week_dir: Path) -> list[str]:
 
 
 def week_title(week_dir: Path) -> str:
-    """The topic from the week README's first heading: ``# Week 3: <topic>``."""
+    """The topic from the lab README's first heading: ``# Week 3: <topic>``
+    or ``# Security lab 1: <topic>``."""
     readme = week_dir / "README.md"
     first = readme.read_text().splitlines()[0] if readme.exists() else ""
-    match = re.fullmatch(r"#\s*Week\s+\d+\s*:\s*(.+)", first.strip())
+    match = re.fullmatch(r"#\s*(?:Week|Security lab)\s+\d+\s*:\s*(.+)", first.strip())
     return match.group(1) if match else week_dir.name.split("_", 1)[1].replace("_", " ")
 
 
