@@ -53,16 +53,25 @@ class Mutant:
 
 
 def graded_run(
-    week_dir: Path, impl: str, functions: str | None = None, stop_early: bool = False
+    week_dir: Path,
+    impl: str,
+    functions: str | None = None,
+    stop_early: bool = False,
+    specs: list[str] | None = None,
 ) -> Run:
+    """Grade ``impl`` in this process: the week's specs, or only ``specs``
+    (pytest node ids)."""
     import pytest
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         extra = ["--grading-json", str(report), "--tb=no"] + (["-x"] if stop_early else [])
+        args = spec_args(week_dir, impl, functions, extra)
+        if specs:
+            args = [*specs, *args[1:]]
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), one_thread():
-            code = int(pytest.main(spec_args(week_dir, impl, functions, extra)))
+            code = int(pytest.main(args))
         rows = json.loads(report.read_text())["functions"] if report.exists() else []
     return Run(code, buffer.getvalue(), rows)
 
