@@ -130,7 +130,8 @@ def module_fixture(name: str):
         restore_state(before)
         if changed:
             pytest.fail(
-                f"importing {name}.py {changed[0]}; change it inside a function and put it back",
+                f"importing {name}.py {describe_changes(changed)}; change settings inside a "
+                f"function and put them back",
                 pytrace=False,
             )
         return module
@@ -174,25 +175,25 @@ def _print_options(torch):
 _REPORTED_STATE = [
     (
         "default_dtype",
-        "the global default dtype (torch.set_default_dtype)",
+        "the default dtype (torch.set_default_dtype)",
         lambda t: t.get_default_dtype(),
         lambda t, v: t.set_default_dtype(v),
     ),
     (
         "grad_enabled",
-        "grad mode (torch.set_grad_enabled; use `with torch.no_grad():` instead)",
+        "grad mode (torch.set_grad_enabled; `with torch.no_grad():` restores it)",
         lambda t: t.is_grad_enabled(),
         lambda t, v: t.set_grad_enabled(v),
     ),
     (
         "threads",
-        "the number of torch threads (torch.set_num_threads)",
+        "torch's thread count (torch.set_num_threads)",
         lambda t: t.get_num_threads(),
         lambda t, v: t.set_num_threads(v),
     ),
     (
         "deterministic",
-        "the deterministic-algorithms flag (torch.use_deterministic_algorithms)",
+        "deterministic algorithms (torch.use_deterministic_algorithms)",
         lambda t: (
             t.are_deterministic_algorithms_enabled(),
             t.is_deterministic_algorithms_warn_only_enabled(),
@@ -201,7 +202,7 @@ _REPORTED_STATE = [
     ),
     (
         "cudnn",
-        "the cuDNN flags (torch.backends.cudnn.deterministic / benchmark)",
+        "cuDNN's deterministic/benchmark flags",
         lambda t: (t.backends.cudnn.deterministic, t.backends.cudnn.benchmark),
         lambda t, v: (
             setattr(t.backends.cudnn, "deterministic", v[0]),
@@ -250,14 +251,15 @@ def global_state() -> dict:
 
 _REPORTED_NUMPY = {
     "numpy_print": "numpy's print options (np.set_printoptions)",
-    "numpy_errors": "numpy's floating-point error handling (np.seterr; use `with np.errstate(...):`)",
+    "numpy_errors": "numpy's error handling (np.seterr; `with np.errstate(...):` restores it)",
 }
 
 
 def state_changes(before: dict, after: dict) -> list[str]:
-    """What changed between two snapshots, in a student's words. The random
-    states are not reported (specs seed them, and dropout draws from them);
-    they are only put back by :func:`restore_state`."""
+    """What changed between two snapshots, in a student's words ("the default
+    dtype (torch.set_default_dtype): torch.float32 -> torch.float64"). The
+    random states are not reported (specs seed them, and dropout draws from
+    them); they are only put back by :func:`restore_state`."""
     changes = []
     for key, what in _REPORTED_NUMPY.items():
         if before[key] != after[key]:
@@ -266,16 +268,19 @@ def state_changes(before: dict, after: dict) -> list[str]:
                 for k, v in after[key].items()
                 if before[key].get(k) != v
             )
-            changes.append(f"changed {what}: {diff}, and did not restore it")
+            changes.append(f"{what}: {diff}")
     for key, what, _, _ in _REPORTED_STATE:
         if before[key] is None:
             continue  # torch was imported during the spec: nothing to compare with
         if before[key] != after[key]:
-            changes.append(
-                f"changed {what} from {_show(before[key])} to {_show(after[key])} and did not "
-                f"restore it"
-            )
+            changes.append(f"{what}: {_show(before[key])} -> {_show(after[key])}")
     return changes
+
+
+def describe_changes(changes: list[str]) -> str:
+    """One sentence for :func:`state_changes`' list."""
+    them = "it" if len(changes) == 1 else "them"
+    return f"changed {'; '.join(changes)}, and did not restore {them}"
 
 
 def _show(value) -> str:
@@ -372,7 +377,7 @@ _HINTS = {
     "does not require grad": "was the gradient taken under torch.no_grad() or of a detached tensor?",
     "Expected all tensors to be on the same device": "create new tensors on the input's device",
 }
-MAX_MESSAGE = 240
+MAX_MESSAGE = 300
 
 
 def one_line(text: str) -> str:
@@ -585,7 +590,7 @@ class GradingReport:
         if call.when == "call" and self._before is not None:
             changed = state_changes(self._before, global_state())
             if changed:
-                message = f"{function}: {changed[0]}"
+                message = f"{function}: {describe_changes(changed)}"
                 if report.failed:
                     message += f" (the spec also failed: {_failure_message(report)[0]})"
                 report.outcome = "failed"
