@@ -26,6 +26,9 @@ from mlsafety.paths import repo_root
 from mlsafety.weeks import find_week, module_names, solution_dir, week_prefix
 
 MIN_MUTANTS_PER_FUNCTION = 2
+# For the many short in-process runs: pytest's unraisable-exception plugin runs
+# gc.collect() at the end of every session, about 1 s with torch loaded.
+QUICK = ["-p", "no:unraisableexception"]
 
 
 @dataclass
@@ -67,7 +70,7 @@ def graded_run(
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        extra = ["--grading-json", str(report), "--tb=no"] + (["-x"] if stop_early else [])
+        extra = ["--grading-json", str(report), "--tb=no", *QUICK] + (["-x"] if stop_early else [])
         args = spec_args(week_dir, impl, functions, extra)
         if specs:
             args = [*specs, *args[1:]]
