@@ -17,6 +17,33 @@ This module is also the pytest plugin (registered by the repository's root
 ``conftest.py``): it adds ``--impl``, ``--functions`` and ``--grading-json``,
 ties specs to graded functions with ``@graded("name")`` and ends every run
 with a per-function table.
+
+The table names the bug. A function's row shows its most specific failure,
+not the first collected one, ranked:
+
+0. the function changed global state and left it changed (below);
+1. a diagnostic spec failed: every spec not marked generic, and any spec
+   where the student's code raised (shown as ``KeyError: 'x' raised by your
+   code (attacks.py line 12, in f; the spec expected ValueError)``) or timed
+   out (naming the innermost graded function that was running: ``timed out
+   (>20.0s) in project_l2 (called by pgd_l2)``);
+2. a generic comparison failed: a spec marked ``@graded(f, generic=True)``,
+   or unmarked and named like ``test_f_matches_torch``,
+   ``test_f_against_a_reference``, ``test_f_brute_force``;
+3. a spec not run because an earlier one of the function timed out.
+
+Ties go to the spec collected first. With ``--functions f`` the table is
+followed by every failing spec of ``f`` with its one-line message.
+
+Isolation: around every spec the plugin snapshots the global state
+(:func:`global_state`: torch's default dtype, grad mode, threads,
+deterministic and anomaly flags, print options; numpy's print options and
+error handling; the torch, numpy and ``random`` generators) and puts it back
+afterwards, so no function can make another's specs fail. A change of a
+setting (not of a generator: specs seed them, dropout draws from them) fails
+the spec against its graded function: ``changed the default dtype
+(torch.set_default_dtype): torch.float32 -> torch.float64, and did not
+restore it``. A module that changes one when imported fails every spec.
 """
 
 from __future__ import annotations
