@@ -418,7 +418,7 @@ def _failure_message(report) -> tuple[str, bool]:
     """The first line a student needs, and whether it is a NotImplementedError."""
     told = getattr(report, "mlsafety_message", None)
     if told:
-        return told, told.startswith("not implemented yet")
+        return _hinted(told), False
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     first = one_line(text)
@@ -429,10 +429,14 @@ def _failure_message(report) -> tuple[str, bool]:
         return f"timed out ({limit}): an endless loop, or far too slow?", False
     for prefix in ("AssertionError: ", "Failed: "):
         first = first.removeprefix(prefix)
+    return _hinted(first), False
+
+
+def _hinted(message: str) -> str:
     for pattern, hint in _HINTS.items():
-        if pattern in first:
-            first = f"{first} ({hint})"
-    return first, False
+        if pattern in message:
+            message = f"{message} ({hint})"
+    return message
 
 
 def _impl_frames(excinfo) -> list:
