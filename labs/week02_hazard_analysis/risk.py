@@ -175,8 +175,8 @@ def layered_defence_failure(
         a multiple of ``1 / trials``, in [0, 1].
 
     Raises:
-        ValueError: a probability or correlation outside [0, 1], no layers,
-            or ``trials < 1``.
+        ValueError: a probability (nan included) or correlation outside
+            [0, 1], no layers, or ``trials < 1``.
     """
     raise NotImplementedError(
         "TODO: implement layered_defence_failure as the docstring describes, then run `make test-week2`"

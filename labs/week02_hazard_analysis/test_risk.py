@@ -118,8 +118,16 @@ def test_expected_risk_returns_a_float_and_leaves_inputs_alone(risk):
         ({"probability": [0.5, 0.5], "severity": [1, -3]}, "a negative severity"),
         ({"probability": [0.5], "severity": [1], "exposure": 1.5}, "an exposure of 1.5"),
         ({"probability": [0.5], "severity": [1], "vulnerability": -0.2}, "a vulnerability of -0.2"),
+        (
+            {"probability": [0.5, 0.5, 0.5], "severity": [1, 1]},
+            "3 probabilities for 2 severities (lengths that do not broadcast)",
+        ),
+        (
+            {"probability": [0.5, 0.5], "severity": [1, 1], "exposure": [1, 1, 1]},
+            "3 exposures for 2 hazards (lengths that do not broadcast)",
+        ),
     ],
-    ids=["p>1", "p<0", "severity<0", "exposure>1", "vulnerability<0"],
+    ids=["p>1", "p<0", "severity<0", "exposure>1", "vulnerability<0", "3-vs-2", "exposure-3-vs-2"],
 )
 def test_expected_risk_rejects_impossible_inputs(risk, kwargs, what):
     with pytest.raises(ValueError):
@@ -240,6 +248,16 @@ def test_fmea_rank_rejects_ratings_outside_1_to_10(risk, bad):
         )
 
 
+@graded("fmea_rank")
+def test_fmea_rank_accepts_the_ends_of_the_scale(risk):
+    sheet = [mode("least", 1, 1, 1), mode("worst", 10, 10, 10)]
+    got = ranking(risk.fmea_rank(sheet))
+    assert got == [("worst", 1000), ("least", 1)], (
+        f"fmea_rank: ratings 10, 10, 10 and 1, 1, 1 are valid (each rating is 1..10, both ends "
+        f"included) and give RPN 1000 and 1; expected [('worst', 1000), ('least', 1)], got {got}"
+    )
+
+
 # --------------------------------------------------------------------------- #
 # fault_tree_probability
 # --------------------------------------------------------------------------- #
@@ -346,6 +364,23 @@ def test_fault_tree_stays_a_probability_and_leaves_inputs_alone(risk):
     assert math.isclose(extra, 0.72), (
         f"fault_tree_probability: events not in the tree must be ignored (got {extra})"
     )
+
+
+@graded("fault_tree_probability")
+def test_fault_tree_accepts_probabilities_0_and_1(risk):
+    probs = {"a": 0.5, "never": 0.0, "always": 1.0}
+    cases = [
+        (("OR", "a", "never"), 0.5, "an event that never happens adds nothing to an OR"),
+        (("AND", "a", "always"), 0.5, "an event that always happens changes nothing in an AND"),
+        (("AND", "a", "never"), 0.0, "an AND with an impossible input never happens"),
+        (("OR", "a", "always"), 1.0, "an OR with a certain input always happens"),
+    ]
+    for tree, want, why in cases:
+        got = number("fault_tree_probability", risk.fault_tree_probability(tree, probs))
+        assert math.isclose(got, want, abs_tol=1e-12), (
+            f"fault_tree_probability: {tree} with {probs} should be {want}, got {got} ({why}; "
+            f"probabilities 0 and 1 are valid: the range [0, 1] includes its ends)"
+        )
 
 
 @graded("fault_tree_probability")
@@ -484,7 +519,14 @@ def test_layered_defence_edge_cases(risk, rng):
     assert np.array_equal(p, before), "layered_defence_failure: modified failure_probs in place"
     always = risk.layered_defence_failure([1.0, 1.0], 0.3, 5000, rng(11))
     assert always == 1.0, f"layered_defence_failure: layers with p = 1 always fail, got {always}"
-    for bad in ({"correlation": 1.5}, {"failure_probs": [0.5, -0.1]}, {"trials": 0}):
+    for bad in (
+        {"correlation": 1.5},
+        {"correlation": -0.1},
+        {"failure_probs": [0.5, -0.1]},
+        {"failure_probs": [0.5, float("nan")]},
+        {"failure_probs": []},
+        {"trials": 0},
+    ):
         kwargs = {"failure_probs": [0.5, 0.5], "correlation": 0.5, "trials": 100} | bad
         with pytest.raises(ValueError):
             risk.layered_defence_failure(rng=rng(0), **kwargs)

@@ -177,10 +177,20 @@ def test_hill_ignores_order_and_units_and_leaves_data_alone(tails, rng):
 
 
 @graded("hill_estimator")
+def test_hill_is_infinite_when_the_tail_is_flat(tails):
+    x = [5.0, 1.0, 5.0, 5.0, 2.0]  # the 3 largest are equal
+    got = number("hill_estimator", tails.hill_estimator(x, 2))
+    assert got == math.inf, (
+        f"hill_estimator: x = {x}, k = 2: the k + 1 = 3 largest values are all 5, so gamma = 0 "
+        f"and the estimate is inf (return float('inf') rather than dividing by 0), got {got}"
+    )
+
+
+@graded("hill_estimator")
 @pytest.mark.parametrize(
     "x,k",
-    [([3.0, 2.0, 1.0], 0), ([3.0, 2.0, 1.0], 3), ([3.0, -2.0, 1.0], 1)],
-    ids=["k=0", "k=n", "negative-value"],
+    [([3.0, 2.0, 1.0], 0), ([3.0, 2.0, 1.0], 3), ([3.0, -2.0, 1.0], 1), ([3.0, 0.0, 1.0], 1)],
+    ids=["k=0", "k=n", "negative-value", "zero-value"],
 )
 def test_hill_rejects_bad_arguments(tails, x, k):
     with pytest.raises(ValueError):
@@ -286,6 +296,17 @@ def test_max_to_sum_stays_away_from_zero_when_alpha_is_below_p(tails, alpha, p):
 
 
 @graded("max_to_sum_ratio")
+def test_max_to_sum_is_nan_while_every_value_is_zero(tails):
+    x = [0.0, -0.0, 3.0, 0.0, -1.0]
+    got = array("max_to_sum_ratio", tails.max_to_sum_ratio(x, 2.0), (5,))
+    want = [math.nan, math.nan, 1.0, 1.0, 0.9]
+    assert np.isnan(got[:2]).all() and np.allclose(got[2:], want[2:]), (
+        f"max_to_sum_ratio: x = {x}, p = 2 should give {want} (0 / 0 is nan while every value "
+        f"so far is 0), got {got.tolist()}"
+    )
+
+
+@graded("max_to_sum_ratio")
 @pytest.mark.parametrize("p", [0.0, -1.0])
 def test_max_to_sum_rejects_a_non_positive_moment(tails, p):
     with pytest.raises(ValueError):
@@ -331,6 +352,11 @@ def test_process_shape_start_and_dtype(tails, rng, name):
     empty = getattr(tails, name)(3, 0, 0.3, rng(0))
     assert empty.shape == (3, 1) and np.all(empty == start), (
         f"{name}: with n_steps = 0 expected shape (3, 1) filled with {start}, got {empty}"
+    )
+    single = getattr(tails, name)(1, 4, 0.3, rng(0))
+    assert np.shape(single) == (1, 5), (
+        f"{name}: n_paths = 1 is valid (n_paths >= 1) and should give shape (1, 5), got "
+        f"{np.shape(single)}"
     )
 
 

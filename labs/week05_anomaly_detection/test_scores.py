@@ -497,9 +497,16 @@ def test_mahalanobis_fit_classes_and_dtypes(scores):
     )
     assert torch.equal(f32, before), "mahalanobis_fit: modified the features in place"
     ref_means, ref_precision = ref_mahalanobis_fit(f32.double().numpy(), y, 3)
-    assert relative_gap(precision.double().numpy(), ref_precision) < 1e-4, (
-        "mahalanobis_fit: on float32 features the precision is off by "
-        f"{relative_gap(precision.double().numpy(), ref_precision):.2%}; compute in float64"
+    gap, right_in_float64 = relative_gap(precision.double().numpy(), ref_precision), False
+    if gap >= 1e-4:  # a precision hint only where float64 features do give the right answer
+        exact = scores.mahalanobis_fit(f32.double(), torch.tensor(y))[1]
+        right_in_float64 = (
+            relative_gap(torch.as_tensor(exact).double().numpy(), ref_precision) < 1e-6
+        )
+    assert gap < 1e-4, f"mahalanobis_fit: on float32 features the precision is off by {gap:.2%}" + (
+        "; on the same features in float64 it is right: compute in float64 inside"
+        if right_in_float64
+        else ""
     )
     more = scores.mahalanobis_fit(torch.tensor(f), torch.tensor(y), num_classes=3)
     unpack_fit(more, 3, f.shape[1])
@@ -650,9 +657,16 @@ def test_mahalanobis_score_on_the_checkpoint_features(scores, checkpoint_outputs
     )
     assert torch.equal(out["f_test"], before), "mahalanobis_score: modified the features in place"
     want = ref_mahalanobis_score(out["f_test"].double().numpy(), ref_means, ref_precision)
+    hint = ""
+    if not np.allclose(s_in, want, rtol=1e-3, atol=1e-3):  # hint at precision only on evidence
+        exact = scores.mahalanobis_score(
+            out["f_test"].double(), torch.tensor(ref_means), torch.tensor(ref_precision)
+        )
+        if np.allclose(np.asarray(torch.as_tensor(exact).double()), want, rtol=1e-6, atol=1e-6):
+            hint = "; the same features in float64 give the right scores: compute in float64 inside"
     assert np.allclose(s_in, want, rtol=1e-3, atol=1e-3), (
-        f"mahalanobis_score: on the checkpoint's features the scores are off by up to "
-        f"{np.abs(s_in - want).max():.3g} (float32 inputs: compute in float64)"
+        f"mahalanobis_score: on the checkpoint's float32 features the scores are off by up to "
+        f"{np.abs(s_in - want).max():.3g}{hint}"
     )
     auc = mann_whitney(s_in, s_out)
     assert auc > 0.95, (

@@ -238,8 +238,8 @@ def layered_defence_failure(
         a multiple of ``1 / trials``, in [0, 1].
 
     Raises:
-        ValueError: a probability or correlation outside [0, 1], no layers,
-            or ``trials < 1``.
+        ValueError: a probability (nan included) or correlation outside
+            [0, 1], no layers, or ``trials < 1``.
     """
     p = np.asarray(failure_probs, dtype=float).reshape(-1)
     _check_unit_interval("failure_probs", p)

@@ -2,7 +2,9 @@
 
 mlsafety test WEEK [--impl student|solution|DIR] [--functions f,g]
 mlsafety progress [--impl I] [--json F]  every week's specs: one line per week + a JSON report
-mlsafety verify WEEK...        specs pass on the solution, fail on stubs, catch mutants
+mlsafety verify WEEK... [--no-claims]  specs pass on the solution, fail on stubs, catch
+                               mutants; the claims file's rules hold (mlsafety claims)
+mlsafety claims WEEK...        each docstring claim traced to specs; every raise provoked
 mlsafety assets [--profile P] [--lock|--check]  build the checkpoints (cached)
 mlsafety data [--profile P]    fetch the datasets of a profile (resumable, verified)
 mlsafety doctor [--profile P]  versions, device, assets, port; exits 1 on problems
@@ -36,7 +38,19 @@ def _verify(args) -> int:
     weeks = args.weeks or list(all_labs())
     problems = []
     for week in weeks:
-        problems += verify_week(week)
+        problems += verify_week(week, claims=args.claims)
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    return 1 if problems else 0
+
+
+def _claims(args) -> int:
+    from mlsafety.claims import check_claims
+    from mlsafety.weeks import all_labs
+
+    problems = []
+    for week in args.weeks or list(all_labs()):
+        problems += check_claims(week, deletions=not args.static, echo=print)
     for problem in problems:
         print(f"PROBLEM: {problem}")
     return 1 if problems else 0
@@ -151,7 +165,21 @@ def main(argv: list[str] | None = None) -> int:
         "verify", help="prove the specs: solution passes, stubs fail, mutants caught"
     )
     p.add_argument("weeks", nargs="*")
+    p.add_argument(
+        "--no-claims", dest="claims", action="store_false", help="skip the claims file's rules"
+    )
     p.set_defaults(run=_verify)
+    p = sub.add_parser(
+        "claims",
+        help="check the claims file: each docstring claim traced to specs, raises provoked",
+    )
+    p.add_argument("weeks", nargs="*")
+    p.add_argument(
+        "--static",
+        action="store_true",
+        help="only the rules that run no specs (no raise deletions)",
+    )
+    p.set_defaults(run=_claims)
     p = sub.add_parser("mutant", help="write a buggy variant of the solution into a folder")
     p.add_argument("week")
     p.add_argument("name")

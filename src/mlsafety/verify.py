@@ -1,8 +1,10 @@
 """Specs that prove themselves: for a week, check that the specs pass on the
 reference solution, fail for every graded function on the pristine stubs
-(read from git HEAD, not from a working copy a student may have edited), and
+(read from git HEAD, not from a working copy a student may have edited),
 catch every buggy variant listed in ``tests/mutants/weekNN.toml`` (each a
-small textual change to the solution, applied to a copy).
+small textual change to the solution, applied to a copy), and, where the lab
+has a claims file (``tests/claims/weekNN.toml``), that its rules hold
+(:mod:`mlsafety.claims`; ``tests/test_claims.py`` requires the file of every lab).
 
 All runs happen in this one process (torch is imported once); each returns its
 per-function results through ``--grading-json``.
@@ -24,6 +26,9 @@ from mlsafety.paths import repo_root
 from mlsafety.weeks import find_week, module_names, solution_dir, week_prefix
 
 MIN_MUTANTS_PER_FUNCTION = 2
+# For the many short in-process runs: pytest's unraisable-exception plugin runs
+# gc.collect() at the end of every session, about 1 s with torch loaded.
+QUICK = ["-p", "no:unraisableexception"]
 
 
 @dataclass
@@ -53,16 +58,25 @@ class Mutant:
 
 
 def graded_run(
-    week_dir: Path, impl: str, functions: str | None = None, stop_early: bool = False
+    week_dir: Path,
+    impl: str,
+    functions: str | None = None,
+    stop_early: bool = False,
+    specs: list[str] | None = None,
 ) -> Run:
+    """Grade ``impl`` in this process: the week's specs, or only ``specs``
+    (pytest node ids)."""
     import pytest
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        extra = ["--grading-json", str(report), "--tb=no"] + (["-x"] if stop_early else [])
+        extra = ["--grading-json", str(report), "--tb=no", *QUICK] + (["-x"] if stop_early else [])
+        args = spec_args(week_dir, impl, functions, extra)
+        if specs:
+            args = [*specs, *args[1:]]
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), one_thread():
-            code = int(pytest.main(spec_args(week_dir, impl, functions, extra)))
+            code = int(pytest.main(args))
         rows = json.loads(report.read_text())["functions"] if report.exists() else []
     return Run(code, buffer.getvalue(), rows)
 
@@ -138,8 +152,9 @@ def write_mutant(week_dir: Path, mutant: Mutant, into: Path) -> Path:
     return into
 
 
-def verify_week(week, echo=print) -> list[str]:
-    """Run every check for ``week``; returns the problems found (empty: all good)."""
+def verify_week(week, echo=print, claims: bool = True) -> list[str]:
+    """Run every check for ``week``; returns the problems found (empty: all good).
+    ``claims=False`` skips the claims file's rules."""
     week_dir = find_week(week)
     problems = []
 
@@ -190,4 +205,13 @@ def verify_week(week, echo=print) -> list[str]:
     few = {f: n for f, n in counts.items() if n < MIN_MUTANTS_PER_FUNCTION}
     if few:
         problems.append(f"{week_dir.name}: fewer than {MIN_MUTANTS_PER_FUNCTION} mutants for {few}")
+    if claims:
+        from mlsafety.claims import check_claims, claims_file
+
+        if claims_file(week_dir).exists():
+            found_claims = check_claims(week_dir, echo=echo)
+            problems += found_claims
+            echo(f"{week_dir.name}: claims file {'holds' if not found_claims else 'has problems'}")
+        else:
+            echo(f"{week_dir.name}: no claims file {claims_file(week_dir).name} yet (not checked)")
     return problems
