@@ -335,7 +335,7 @@ def test_adversarial_training_reads_the_data_once_in_train_mode(robustness, mode
     from mlsafety.hardware import pick_device
 
     x, y = digits64
-    batches = uneven_batches(x, y)
+    batches = uneven_batches(x, y, (20, 3, 9))  # small: only the modes and the pass count
     reference = copy.deepcopy(model)
     exp_loss, _ = reference_epoch(reference, batches, 0.05, attack=nudge)
     spy = Modes(model).to(pick_device())  # the batches stay on the CPU
@@ -359,7 +359,7 @@ def test_adversarial_training_reads_the_data_once_in_train_mode(robustness, mode
 def test_transfer_success_evaluates_both_models_in_eval_mode(
     robustness, model, robust_model, digits64
 ):
-    x, y = digits64
+    x, y = digits64[0][:16], digits64[1][:16]
     source, target = Modes(robust_model).train(), Modes(model).train()
     attack = Recording()
     robustness.transfer_success(source, target, x, y, attack)
