@@ -467,3 +467,62 @@ def test_residual_block_uses_your_layers_and_leaves_inputs_alone(layers, agree, 
     h = h @ params[2].T + params[3]
     h = 0.5 * h * (1 + torch.erf(h / 2**0.5))
     agree("residual_block", got, x + h @ params[4].T + params[5], "float64", atol=1e-10)
+
+
+# --------------------------------------------------------------------------- #
+# Defaults, the bias on its own, and the device of the inputs.
+# --------------------------------------------------------------------------- #
+
+
+@graded("layer_norm")
+def test_layer_norm_bias_only_and_the_default_eps(layers, agree):
+    x = randn((3, 4, 6), seed=23, scale=0.003)  # variance about 1e-5: the default eps matters
+    _, b = affine(6, seed=24)
+    agree(
+        "layer_norm",
+        layers.layer_norm(x, bias=b),
+        F.layer_norm(x, (6,), bias=b, eps=1e-5),
+        "bias only (weight=None), inputs of variance about 1e-5; add the bias even without a weight, "
+        "and keep the default eps=1e-5",
+    )
+    constant = layers.layer_norm(torch.full((2, 5), -3.0))
+    assert torch.isfinite(constant).all() and constant.abs().max().item() < 1e-6, (
+        f"layer_norm: a constant vector without weight and bias should give zeros, got "
+        f"{constant[0].tolist()}"
+    )
+
+
+def device_cases():
+    """(graded function, call) pairs, each call taking the device."""
+
+    def block(layers, device):
+        params = [p.to(device) for p in block_params(6, 8, seed=150)]
+        return layers.residual_block(randn((3, 6), seed=151).to(device), *params)
+
+    return [
+        ("gelu", lambda layers, d: layers.gelu(randn((4, 5), seed=152).to(d), approximate="tanh")),
+        ("layer_norm", lambda layers, d: layers.layer_norm(randn((4, 5), seed=153).to(d))),
+        (
+            "scaled_dot_product_attention",
+            lambda layers, d: layers.scaled_dot_product_attention(
+                *(t.to(d) for t in qkv(((2, 3, 4), (2, 5, 4), (2, 5, 3)), seed=154)),
+                mask=random_mask(3, 5, seed=155).to(d),
+            ),
+        ),
+        ("residual_block", block),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name,call", [pytest.param(n, c, marks=graded(n), id=n) for n, c in device_cases()]
+)
+def test_runs_on_the_device_of_its_inputs(layers, name, call):
+    from mlsafety.hardware import pick_device
+
+    device = pick_device()  # the GPU where there is one, else the CPU
+    out = call(layers, device)
+    assert isinstance(out, torch.Tensor) and out.device.type == device.type, (
+        f"{name}: inputs on {device} gave a result on {getattr(out, 'device', type(out).__name__)}; "
+        f"create any new tensor on the input's device"
+    )
+    assert out.dtype == torch.float32, f"{name}: float32 inputs gave a {out.dtype} result"

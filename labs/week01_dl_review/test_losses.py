@@ -256,3 +256,27 @@ def test_cross_entropy_computes_it_itself(losses, forbid, gen):
         "use your own log_softmax and pick the target entries (gather or indexing)",
     )
     losses.cross_entropy(torch.randn(3, 4, generator=gen(11)), torch.tensor([0, 3, 1]))
+
+
+# --------------------------------------------------------------------------- #
+# The device of the logits.
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=graded(n), id=n) for n in ("log_softmax", "cross_entropy")]
+)
+def test_runs_on_the_device_of_the_logits(losses, gen, name):
+    from mlsafety.hardware import pick_device
+
+    device = pick_device()  # the GPU where there is one, else the CPU
+    x = (torch.randn(6, 5, generator=gen(12)) * 3).to(device)
+    y = labels(6, 5, seed=12).to(device)
+    out = losses.log_softmax(x, dim=1) if name == "log_softmax" else losses.cross_entropy(x, y)
+    ref = F.log_softmax(x, 1) if name == "log_softmax" else F.cross_entropy(x, y)
+    assert isinstance(out, torch.Tensor) and out.device.type == device.type, (
+        f"{name}: logits on {device} gave a result on {getattr(out, 'device', type(out).__name__)}; "
+        f"create any new tensor (one-hot targets, constants) on the logits' device"
+    )
+    gap = (out - ref).abs().max().item()
+    assert gap < 1e-5, f"{name}: on {device} the result differs from torch's by {gap:.2e}"

@@ -416,3 +416,189 @@ def test_pgd_accuracy_falls_as_steps_grow(attacks, model, digits):
         f"pgd_linf: accuracy after 1, 4, 16 steps is {[round(a, 3) for a in accs]}; "
         f"it should fall as the attack takes more steps"
     )
+
+
+# --------------------------------------------------------------------------- #
+# Where the model is queried, and the documented edge cases.
+# --------------------------------------------------------------------------- #
+
+
+class Queries(torch.nn.Module):
+    """Wraps a model and records every input it is asked about, with its mode."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.inputs, self.modes = inner, [], []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        self.modes.append(self.training)
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("name,kind", ATTACKS)
+def test_model_is_queried_as_given_inside_the_threat_model(attacks, model, digits, name, kind):
+    # digits have many pixels at exactly 0: an unclamped start leaves [0, 1]
+    x, y = digits[0][:8], digits[1][:8]
+    eps = EPS_INF if kind == "linf" else EPS_L2
+    spy = Queries(model).train()
+    kw = (
+        {}
+        if name == "fgsm"
+        else {
+            "alpha": eps,
+            "steps": 2,
+            "random_start": True,
+            "generator": torch.Generator().manual_seed(0),
+        }
+    )
+    run(attacks, name, spy, x, y, eps=eps, **kw)
+    assert spy.inputs, f"{name}: never called the model"
+    assert all(spy.modes), (
+        f"{name}: the model was in train mode but was called in eval mode; attacks use the model as "
+        f"given and never call model.eval()"
+    )
+    for q in spy.inputs:
+        if q.shape != x.shape:
+            continue  # a correct attack may query sample by sample
+        lo, hi = q.min().item(), q.max().item()
+        size = norms(q - x, kind).max().item()
+        assert lo >= -1e-6 and hi <= 1 + 1e-6, (
+            f"{name}: the model was asked for a gradient at an image outside [0, 1] (min {lo:.4f}, "
+            f"max {hi:.4f}); clamp the start point and every step to [0, 1] before the next gradient"
+        )
+        assert size <= eps + 1e-6, (
+            f"{name}: the model was asked for a gradient at a point outside the eps-ball "
+            f"(size {size:.4f} > eps={eps}); project after every step, not only at the end"
+        )
+
+
+@pytest.mark.parametrize("name,kind", ATTACKS)
+def test_float64_images_give_float64_adversarial_images(attacks, model, digits, name, kind):
+    x, y = digits[0][:4].double(), digits[1][:4]
+    x_adv = run(attacks, name, model.double(), x, y, **({} if name == "fgsm" else {"steps": 2}))
+    assert x_adv.dtype == torch.float64, (
+        f"{name}: float64 images gave {x_adv.dtype} adversarial images; keep the dtype of x (no "
+        f".float() and no tensors created without dtype=x.dtype)"
+    )
+    eps = EPS_INF if kind == "linf" else EPS_L2
+    assert norms(x_adv - x, kind).max().item() <= eps + 1e-9, (
+        f"{name}: left the threat model in float64"
+    )
+
+
+@pytest.mark.parametrize("name,kind", PGD)
+def test_zero_steps_return_the_start_point(attacks, model, digits, name, kind):
+    x, y = digits
+    out = run(attacks, name, model, x, y, steps=0)
+    diff = (out - x).abs().max().item()
+    assert diff == 0, (
+        f"{name}: steps=0 without a random start must return x itself (max change {diff:.4f}); "
+        f"take exactly `steps` gradient steps"
+    )
+
+
+@pytest.mark.parametrize("name,kind", PGD)
+def test_random_start_draws_every_entry(attacks, model, digits, gen, name, kind):
+    grey = torch.full((8, 1, 28, 28), 0.5)
+    start = run(
+        attacks, name, model, grey, digits[1][:8], steps=0, random_start=True, generator=gen(4)
+    )
+    delta = (start - grey).flatten(1)
+    same = [i for i in range(1, 8) if torch.allclose(delta[i], delta[0])]
+    assert not same, (
+        f"{name}: samples 0 and {same[0]} got the same random start; draw the start for every entry of "
+        f"x (shape {tuple(grey.shape)}), not one image-shaped draw shared by the batch"
+    )
+
+
+@pytest.mark.parametrize("name,kind", PGD)
+def test_random_start_without_generator_uses_the_global_generator(
+    attacks, model, digits, name, kind
+):
+    x, y = digits[0][:4], digits[1][:4]
+    with torch.random.fork_rng(devices=[]):
+        starts = []
+        for seed in (7, 7, 8):
+            torch.manual_seed(seed)
+            starts.append(run(attacks, name, model, x, y, steps=0, random_start=True))
+    assert torch.equal(starts[0], starts[1]), (
+        f"{name}: with generator=None, the same torch.manual_seed gave different random starts; "
+        f"pass generator=None through to torch.rand/randn (torch's global generator)"
+    )
+    assert not torch.equal(starts[0], starts[2]), (
+        f"{name}: with generator=None, torch.manual_seed(7) and (8) gave the same random start; use "
+        f"torch's global generator, not a fixed seed of your own"
+    )
+
+
+@graded("pgd_l2")
+def test_pgd_l2_random_start_radius_is_uniform(attacks, model, gen):
+    eps, n = EPS_L2, 256
+    grey = torch.full((n, 1, 28, 28), 0.5)  # no clamping: each start keeps the drawn radius
+    y = torch.zeros(n, dtype=torch.int64)
+    delta = run(
+        attacks, "pgd_l2", model, grey, y, eps=eps, steps=0, random_start=True, generator=gen(5)
+    )
+    delta = (delta - grey).flatten(1)
+    r = delta.norm(dim=1) / eps
+    assert abs(r.mean().item() - 0.5) < 0.08 and r.std().item() > 0.2, (
+        f"pgd_l2: random start radii / eps have mean {r.mean().item():.3f} and std {r.std().item():.3f} "
+        f"over {n} samples; expected u ~ Uniform(0, 1) per sample (mean 0.5, std 0.29): scale a unit "
+        f"direction by eps * u with one u per sample"
+    )
+    centre = delta.mean().item() / eps
+    assert abs(centre) < 0.005, (
+        f"pgd_l2: random start entries average {centre:.4f} * eps, expected about 0; draw the "
+        f"direction from a standard normal (torch.randn), not torch.rand"
+    )
+
+
+class DeadBelowOne(torch.nn.Module):
+    """Two logits (h, -h) with h = relu(sum of pixels - 1): on an image whose
+    pixels sum to less than 1 the gradient is exactly zero."""
+
+    def forward(self, x):
+        h = torch.relu(x.flatten(1).sum(1, keepdim=True) - 1)
+        return torch.cat([h, -h], dim=1)
+
+
+@graded("pgd_l2")
+def test_pgd_l2_zero_gradient_gives_zero_step(attacks):
+    x = torch.zeros(2, 1, 4, 4)
+    x[1] = 0.5  # pixel sum 8: the same negative gradient on every pixel
+    y = torch.zeros(2, dtype=torch.int64)
+    out = attacks.pgd_l2(DeadBelowOne(), x, y, 1.0, 0.4, 1)
+    assert not torch.isnan(out).any(), (
+        "pgd_l2: a sample whose gradient is exactly zero gave NaN; guard the division by ||g||"
+    )
+    assert torch.equal(out[0], x[0]), (
+        f"pgd_l2: a zero gradient must give a zero step, but the black image moved by "
+        f"{(out[0] - x[0]).norm().item():.4f}"
+    )
+    moved = (out[1] - x[1]).norm().item()
+    assert abs(moved - 0.4) < 1e-5, (
+        f"pgd_l2: the other sample should move by alpha=0.4 along its unit gradient, moved {moved:.4f}"
+    )
+
+
+@graded("project_l2")
+def test_project_l2_returns_a_new_tensor_like_delta(attacks, gen):
+    from mlsafety.hardware import pick_device
+
+    device = pick_device()
+    delta = (torch.randn(5, 7, generator=gen(6), dtype=torch.float64) * 0.1).to(device)
+    out = attacks.project_l2(delta, 10.0)  # every sample inside the ball
+    assert (
+        isinstance(out, torch.Tensor) and out.dtype == torch.float64 and out.device == delta.device
+    ), (
+        f"project_l2: float64 (N, D) input on {delta.device} gave "
+        f"{getattr(out, 'dtype', type(out).__name__)} on {getattr(out, 'device', '?')}; keep dtype and device"
+    )
+    assert torch.equal(out, delta), (
+        "project_l2: perturbations inside the ball must come back unchanged"
+    )
+    assert out.data_ptr() != delta.data_ptr(), (
+        "project_l2: returned delta itself when every sample was inside the ball; return a new tensor "
+        "(a caller may modify the result)"
+    )

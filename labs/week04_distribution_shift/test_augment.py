@@ -506,3 +506,60 @@ def test_jsd_gradients_reach_all_three_inputs(augment):
             f"jsd_consistency: the gradient with respect to argument {i + 1} is "
             f"{'missing' if t.grad is None else f'off by {gap:.2e}'}; detach nothing"
         )
+
+
+# --------------------------------------------------------------------------- #
+# The documented ends of depth, and the device of the inputs.
+# --------------------------------------------------------------------------- #
+
+
+@graded("augmix")
+def test_augmix_any_depth_up_to_0_draws_1_to_3(augment, rng):
+    x = torch.zeros(1, 1, 1, 1)
+    for depth in (0, -3):
+        lengths = []
+        r = rng(depth + 10)
+        for _ in range(60):
+            log = []
+            augment.augmix(x, r, width=3, depth=depth, ops=[Step(log)])
+            lengths += chain_lengths(log)
+        assert set(lengths) == {1, 2, 3}, (
+            f"augmix: with depth={depth} every chain should draw 1 to 3 operations "
+            f"(rng.integers(1, 4)), as for depth=-1; got chain lengths {sorted(set(lengths))}. "
+            f"The docstring says -1 or any value <= 0"
+        )
+
+
+def device_calls():
+    def mix(augment, x, r):
+        return augment.mixup(x, torch.arange(len(x), device=x.device) % 10, 0.5, r, 10)
+
+    def jsd(augment, x, r):
+        z = x.flatten(1)[:, :10] * 4
+        return (augment.jsd_consistency(z, z.flip(0), z.roll(1, 0)),)
+
+    return {
+        "mixup": mix,
+        "augmix": lambda augment, x, r: (augment.augmix(x, r),),
+        "jsd_consistency": jsd,
+    }
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=graded(n), id=n) for n in ("mixup", "augmix", "jsd_consistency")]
+)
+def test_results_on_the_device_and_dtype_of_the_inputs(augment, digits, rng, name):
+    from mlsafety.hardware import pick_device
+
+    device = pick_device()  # the GPU where there is one, else the CPU
+    for dtype in (torch.float32, torch.float64):
+        x = digits[0][:8].to(device=device, dtype=dtype)
+        out = device_calls()[name](augment, x, rng(1))
+        for t in out if isinstance(out, tuple) else (out,):
+            assert (
+                isinstance(t, torch.Tensor) and t.device.type == device.type and t.dtype == dtype
+            ), (
+                f"{name}: {dtype} inputs on {device} gave "
+                f"{getattr(t, 'dtype', type(t).__name__)} on {getattr(t, 'device', '?')}; results "
+                f"take the inputs' dtype and device (torch.as_tensor(w, dtype=x.dtype, device=x.device))"
+            )

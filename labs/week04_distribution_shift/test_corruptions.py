@@ -624,3 +624,81 @@ def test_relative_mce_special_cases(corruptions):
             "relative_mce: the baseline's summed degradation under 'blur' is 0: raise ValueError",
             pytrace=False,
         )
+
+
+# --------------------------------------------------------------------------- #
+# Every documented ValueError on its own, and the documented draw of impulse_noise.
+# --------------------------------------------------------------------------- #
+
+
+def expect_value_error(function, why, call):
+    """``call()`` must raise ValueError; anything else fails with what it did instead."""
+    try:
+        got = call()
+    except ValueError:
+        return
+    except Exception as err:  # the code raised something else: say what
+        pytest.fail(
+            f"{function}: {why}: raise ValueError, got {type(err).__name__}: {err}", pytrace=False
+        )
+    pytest.fail(f"{function}: {why}: raise ValueError, got the result {got!r}", pytrace=False)
+
+
+@graded("mce")
+def test_mce_rejects_a_baseline_that_makes_no_error(corruptions):
+    model, baseline = copies()
+    baseline["blur"] = [0.0] * 5  # present, but summed error 0: CE would divide by zero
+    expect_value_error(
+        "mce",
+        "the baseline's summed error under 'blur' is 0 (check it before dividing)",
+        lambda: corruptions.mce(model, baseline),
+    )
+
+
+@graded("relative_mce")
+def test_relative_mce_rejects_what_the_docstring_rejects(corruptions):
+    model, baseline = copies()
+    cases = {
+        "the baseline has no 'blur' errors (check every corruption of errors is in it)": (
+            model,
+            {k: v for k, v in baseline.items() if k != "blur"},
+        ),
+        "errors is empty (check it before averaging)": ({}, baseline),
+        "the baseline's summed degradation under 'blur' is -0.15, not positive (reject <= 0)": (
+            model,
+            dict(baseline, blur=[0.05] * 5),
+        ),
+    }
+    for why, (errors, base) in cases.items():
+        expect_value_error(
+            "relative_mce",
+            why,
+            lambda errors=errors, base=base: corruptions.relative_mce(
+                errors, CLEAN, base, BASELINE_CLEAN
+            ),
+        )
+
+
+@graded("relative_mce")
+def test_relative_mce_returns_a_python_float(corruptions):
+    model, baseline = copies()
+    got = corruptions.relative_mce(model, CLEAN, baseline, BASELINE_CLEAN)
+    assert isinstance(got, float), (
+        f"relative_mce: returned {type(got).__name__}, expected a Python float (float(...))"
+    )
+
+
+@graded("impulse_noise")
+def test_impulse_noise_follows_the_documented_draw(corruptions, digits, gen):
+    x = digits[0][:16]
+    for s in (1, 5):
+        a = TABLE["impulse_noise"][s - 1]
+        u = torch.rand(x.shape, generator=gen(20 + s), dtype=x.dtype)
+        expected = torch.where(u < a / 2, 0.0, torch.where(u < a, 1.0, x))
+        got = as_tensor("impulse_noise", corruptions.impulse_noise(x, s, gen(20 + s)), x)
+        off = (got != expected).double().mean().item()
+        assert off == 0, (
+            f"impulse_noise: at severity {s} (a = {a}) {off:.2%} of the values differ from the "
+            f"documented draw: one u = torch.rand(x.shape, generator=generator) per value, "
+            f"u < a / 2 gives 0 (pepper), a / 2 <= u < a gives 1 (salt), otherwise x is kept"
+        )
