@@ -370,6 +370,23 @@ def test_fit_temperature_stays_in_its_range(calibration):
 
 
 @graded("fit_temperature")
+@pytest.mark.parametrize(
+    "end, wrong_labels", [(0.01, False), (100.0, True)], ids=["low_end", "high_end"]
+)
+def test_fit_temperature_returns_the_end_of_its_range(calibration, end, wrong_labels):
+    # margin 0.05, labels right: the NLL falls all the way down to T = 0.01;
+    # margin 3, labels wrong: it falls all the way up to T = 100
+    logits = torch.eye(4).repeat(5, 1) * (3.0 if wrong_labels else 0.05)
+    labels = (torch.arange(4).repeat(5) + int(wrong_labels)) % 4
+    got = python_float("fit_temperature", calibration.fit_temperature(logits, labels))
+    assert abs(got / end - 1) < 1e-3, (
+        f"fit_temperature: the NLL keeps falling as T -> {end} (every example "
+        f"{'wrong' if wrong_labels else 'right'}), so T should be the end {end} of the search "
+        f"range [0.01, 100], got {got:.6g}; search the whole range and return the end itself"
+    )
+
+
+@graded("fit_temperature")
 def test_fit_temperature_on_the_checkpoint(calibration, checkpoint_outputs):
     logits, labels = checkpoint_outputs["z_test"], checkpoint_outputs["y_test"]
     got = python_float("fit_temperature", calibration.fit_temperature(logits, labels))
@@ -378,3 +395,34 @@ def test_fit_temperature_on_the_checkpoint(calibration, checkpoint_outputs):
         f"fit_temperature: on the checkpoint's test logits T = {got:.4f} gives NLL "
         f"{nll_at(logits, labels, got):.5f}; a grid search reaches {best:.5f}"
     )
+
+
+@graded("reliability_bins")
+def test_reliability_bins_dtypes_and_a_confidence_of_zero(calibration):
+    # a row of zeros has confidence exactly 0: it belongs to bin 0, not to bin -1 (the last)
+    p = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.05, 0.05], [0.2, 0.5, 0.3]], dtype=torch.float32)
+    y = torch.tensor([0, 0, 2])
+    try:
+        value = calibration.reliability_bins(p, y, n_bins=4)
+    except (RuntimeError, IndexError) as err:
+        pytest.fail(
+            f"reliability_bins: a row of zeros (confidence exactly 0) raised {type(err).__name__} "
+            f"({str(err)[:60]}); it belongs to bin 0, did its bin index come out as -1?",
+            pytrace=False,
+        )
+    got = unpack_bins(value, 4)
+    assert np.allclose(got[2], [1, 1, 0, 1]), (
+        f"reliability_bins: confidences 0.0, 0.9 and 0.5 in 4 bins should give counts "
+        f"[1, 1, 0, 1] (a confidence of exactly 0 goes in bin 0), got {got[2].tolist()}; "
+        f"ceil(c * n_bins) - 1 gives bin -1 for c = 0"
+    )
+    for what, t, dtype in zip(
+        ("confidence", "accuracy", "count"),
+        value,
+        (torch.float64, torch.float64, torch.int64),
+        strict=True,
+    ):
+        assert t.dtype == dtype and t.device.type == "cpu", (
+            f"reliability_bins: {what} should be a CPU {dtype} tensor, got {t.device.type} "
+            f"{t.dtype} (float32 probs in; compute in float64 on the CPU)"
+        )

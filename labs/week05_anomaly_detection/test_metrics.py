@@ -330,3 +330,21 @@ def test_fpr_at_tpr_rejects_bad_levels(metrics):
             metrics.fpr_at_tpr(s, y, tpr=bad)
             pytest.fail(f"fpr_at_tpr: tpr={bad} must raise ValueError", pytrace=False)
     number("fpr_at_tpr", metrics.fpr_at_tpr(s, y))
+
+
+@pytest.mark.parametrize("name", METRIC_PARAMS)
+def test_metric_rejects_scores_and_labels_of_different_lengths(metrics, name):
+    s = torch.arange(6.0)
+    for labels in (torch.tensor([0, 1, 0, 1, 0]), torch.tensor([0, 1, 0, 1, 0, 1, 1])):
+        what = f"{name}: 6 scores with {len(labels)} labels (both classes present) must raise "
+        try:
+            getattr(metrics, name)(s, labels)
+        except ValueError:
+            continue
+        except Exception as err:  # noqa: BLE001 - any other error is the wrong one
+            pytest.fail(
+                f"{what}ValueError, got {type(err).__name__} ({str(err)[:60]}); compare the "
+                f"shapes before anything else",
+                pytrace=False,
+            )
+        pytest.fail(f"{what}ValueError; compare the shapes before anything else", pytrace=False)

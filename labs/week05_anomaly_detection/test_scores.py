@@ -872,3 +872,91 @@ def test_vim_score_on_the_checkpoint(scores, checkpoint_outputs):
         f"vim_score: should separate uniform noise from test digits on the checkpoint "
         f"(AUROC {auc:.3f} <= 0.95)"
     )
+
+
+# --------------------------------------------------------------------------- #
+# Documented edge cases: exact ends of ranges, clamps and dtypes.
+# --------------------------------------------------------------------------- #
+
+
+@graded("mahalanobis_fit")
+def test_mahalanobis_fit_rejects_a_class_missing_in_the_middle(scores):
+    f = torch.tensor([[0.0, 1.0], [1.0, 0.0], [4.0, 4.0], [5.0, 3.0]], dtype=torch.float64)
+    for labels, kw in (
+        (torch.tensor([0, 0, 2, 2]), {}),
+        (torch.tensor([0, 0, 2, 2]), {"num_classes": 3}),
+        (torch.tensor([1, 1, 2, 2]), {}),
+    ):
+        with pytest.raises(ValueError):
+            scores.mahalanobis_fit(f, labels, **kw)
+            pytest.fail(
+                f"mahalanobis_fit: labels {labels.tolist()}"
+                + (f" with num_classes={kw['num_classes']}" if kw else " (K = labels.max() + 1)")
+                + f" leave class {0 if labels.min() > 0 else 1} without an example; raise "
+                f"ValueError (check every class in [0, K), not only the last)",
+                pytrace=False,
+            )
+
+
+@graded("mahalanobis_score")
+def test_mahalanobis_score_clamps_negative_squared_distances(scores):
+    # a precision with a rounding-size negative eigenvalue along (0, 1), as pinv can give
+    precision = torch.tensor([[1.0, 0.0], [0.0, -1e-12]], dtype=torch.float64)
+    means = torch.tensor([[0.0, 0.0], [50.0, 0.0]], dtype=torch.float64)
+    f = torch.tensor([[0.0, 1e3], [3.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    got = scores_of("mahalanobis_score", scores.mahalanobis_score(f, means, precision), 3)
+    assert not np.isnan(got).any(), (
+        f"mahalanobis_score: got {got.tolist()}; a squared distance of -1e-6 from rounding must "
+        f"count as 0 (clamp it at 0 before the square root), not give NaN"
+    )
+    assert np.allclose(got, [0.0, 3.0, 0.0], atol=1e-9), (
+        f"mahalanobis_score: expected [0, 3, 0] (the first point's squared distance -1e-6 counts "
+        f"as 0), got {got.tolist()}; clamp the squared distance at 0, do not take its absolute value"
+    )
+
+
+@graded("mahalanobis_score")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_mahalanobis_score_keeps_the_features_dtype(scores, dtype):
+    means = torch.tensor([[0.0, 0.0], [4.0, 4.0]], dtype=torch.float64)
+    precision = torch.eye(2, dtype=torch.float64)
+    f = torch.tensor([[3.0, 4.0], [4.0, 1.0]], dtype=dtype)
+    out = scores.mahalanobis_score(f, means, precision)
+    got = scores_of("mahalanobis_score", out, 2)
+    assert out.dtype == dtype, (
+        f"mahalanobis_score: {dtype} features with float64 means gave {out.dtype} scores; "
+        f"return the dtype of the features"
+    )
+    assert np.allclose(got, [1.0, 3.0], atol=1e-5), (
+        f"mahalanobis_score: expected [1, 3] (distances to the nearest mean), got {got.tolist()}"
+    )
+
+
+@graded("vim_fit")
+def test_vim_fit_accepts_both_ends_of_the_dim_range_and_keeps_dtype(scores):
+    f, w, b = vim_problem(3, n=120, d=6)
+    for dim in (1, 5):
+        try:
+            got = scores.vim_fit(
+                torch.tensor(f, dtype=torch.float32),
+                torch.tensor(w, dtype=torch.float32),
+                torch.tensor(b, dtype=torch.float32),
+                dim,
+            )
+        except ValueError as err:
+            pytest.fail(
+                f"vim_fit: dim={dim} is allowed (0 < dim < D=6), but it raised ValueError "
+                f"({str(err)[:60]}); check the ends of the range",
+                pytrace=False,
+            )
+        origin, basis, alpha = unpack_vim(got, 6, dim)
+        assert got[0].dtype == torch.float32 and got[1].dtype == torch.float32, (
+            f"vim_fit: float32 features gave origin {got[0].dtype} and residual_basis "
+            f"{got[1].dtype}; return the dtype of the features (compute in float64 inside)"
+        )
+        ref_origin, ref_basis, ref_alpha = ref_vim_fit(f, w, b, dim)
+        gap = np.abs(basis @ basis.T - ref_basis @ ref_basis.T).max()
+        assert gap < 1e-3 and abs(alpha / ref_alpha - 1) < 1e-3, (
+            f"vim_fit: at dim={dim} (D=6, so 0 < dim < 6 allows 1 .. 5) the residual subspace is "
+            f"off by {gap:.3g} and alpha is {alpha:.5f} instead of {ref_alpha:.5f}"
+        )

@@ -53,6 +53,9 @@ def gradient_saliency(
         A tensor like ``x`` (shape, dtype, device), detached. For a linear model
         ``logits = W x.flatten() + b`` it is row ``W[target]``, reshaped like an
         image.
+
+    Raises:
+        ValueError: if ``output`` is neither ``"logit"`` nor ``"probability"``.
     """
     raise NotImplementedError(
         "TODO: implement gradient_saliency as the docstring describes, then run `make test-week6`"
@@ -93,6 +96,9 @@ def smoothgrad(
 
     Returns:
         A tensor like ``x``, detached.
+
+    Raises:
+        ValueError: if ``n_samples < 1``.
     """
     raise NotImplementedError(
         "TODO: implement smoothgrad as the docstring describes, then run `make test-week6`"
@@ -126,6 +132,9 @@ def integrated_gradients(
 
     Returns:
         A tensor like ``x``, detached.
+
+    Raises:
+        ValueError: if ``steps < 1``.
     """
     raise NotImplementedError(
         "TODO: implement integrated_gradients as the docstring describes, then run `make test-week6`"
@@ -163,6 +172,9 @@ def occlusion_map(
     Returns:
         A tensor ``(N, H, W)`` (one value per pixel position, shared by the
         channels) with ``x``'s dtype and device. No gradients are needed.
+
+    Raises:
+        ValueError: if ``patch`` is not in ``1 .. min(H, W)`` or ``stride < 1``.
     """
     raise NotImplementedError(
         "TODO: implement occlusion_map as the docstring describes, then run `make test-week6`"
@@ -199,6 +211,10 @@ def randomize_layers(model, layers, *, generator: torch.Generator | None = None)
         A new module (a deep copy, in the same train/eval mode, on the same
         device, with the same ``requires_grad`` flags) whose chosen layers are
         re-initialised and whose other parameters equal the original's.
+
+    Raises:
+        ValueError: if an int ``layers`` is not in ``0 .. number of layers``, or
+            a name is unknown or names a module without parameters.
     """
     raise NotImplementedError(
         "TODO: implement randomize_layers as the docstring describes, then run `make test-week6`"

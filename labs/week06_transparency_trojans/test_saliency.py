@@ -537,3 +537,104 @@ def test_randomize_layers_is_seeded_and_keeps_the_model_settings(saliency, model
     assert flags == [p.requires_grad for p in model.parameters()], (
         "randomize_layers: the copy should keep every parameter's requires_grad flag"
     )
+
+
+# --------------------------------------------------------------------------- #
+# Documented defaults, ends of ranges and bad arguments.
+# --------------------------------------------------------------------------- #
+
+
+@graded("smoothgrad")
+def test_smoothgrad_defaults_and_bad_sample_counts(saliency, gen):
+    net = Quadratic(torch.tensor([[1.0, -2.0, 0.5, 1.5], [0.3, 0.3, 0.3, 0.3]]))
+    x = torch.rand(2, 1, 2, 2, generator=gen(20))
+    default = saliency.smoothgrad(net, x, 0, generator=gen(21))
+    explicit = saliency.smoothgrad(net, x, 0, n_samples=25, sigma=0.15, generator=gen(21))
+    assert gap(default, explicit) < 1e-6, (
+        f"smoothgrad: the defaults should be n_samples=25 and sigma=0.15, but the map with the "
+        f"defaults differs from the one with them given by {gap(default, explicit):.3g}"
+    )
+    torch.manual_seed(3)
+    first = saliency.smoothgrad(net, x, 0, n_samples=2)
+    torch.manual_seed(3)
+    again = saliency.smoothgrad(net, x, 0, n_samples=2)
+    assert torch.equal(first, again), (
+        "smoothgrad: with generator=None the noise comes from torch's global generator, so "
+        "re-seeding it with torch.manual_seed must give the same map"
+    )
+    single = saliency.smoothgrad(net, x, 0, n_samples=1, sigma=0.0, generator=gen(22))
+    assert gap(single, input_grad(net, x, 0)) < 1e-5, (
+        "smoothgrad: n_samples=1 (the smallest allowed) with sigma=0 should be the plain gradient"
+    )
+    for bad in (0, -2):
+        raises(
+            "smoothgrad",
+            ValueError,
+            lambda bad=bad: saliency.smoothgrad(net, x, 0, n_samples=bad, generator=gen(0)),
+            f"n_samples={bad} is below 1",
+        )
+
+
+@graded("integrated_gradients")
+def test_integrated_gradients_defaults_to_50_steps(saliency, smooth, gen):
+    net = smooth(seed=4)
+    x = torch.rand(2, 2, 4, 4, generator=gen(23)) * 2
+    got = saliency.integrated_gradients(net, x, 1)
+    expected = reference_ig(net, x, 1, torch.zeros_like(x), 50)
+    coarse = reference_ig(net, x, 1, torch.zeros_like(x), 20)
+    assert gap(got, expected) < 1e-5, (
+        f"integrated_gradients: the default is steps=50 and an all-zero baseline; the default "
+        f"call differs from that by {gap(got, expected):.3g}"
+        + (" (it matches steps=20)" if gap(got, coarse) < 1e-6 else "")
+    )
+
+
+@graded("occlusion_map")
+def test_occlusion_on_a_non_square_image_and_its_window_limits(saliency, smooth, gen):
+    net = smooth(shape=(2, 5, 7), classes=3, seed=6)
+    x = torch.rand(2, 2, 5, 7, generator=gen(24))
+    # patch 5 = min(H, W) is allowed: one row of windows, slid along the width only
+    for patch, stride in ((5, 2), (2, 3)):
+        expected = reference_occlusion(net, x, 2, patch, stride, 0.0)
+        got = saliency.occlusion_map(net, x, 2, patch=patch, stride=stride)
+        assert tuple(got.shape) == (2, 5, 7) and gap(got, expected) < 1e-5, (
+            f"occlusion_map: on images of height 5 and width 7 with patch={patch}, "
+            f"stride={stride} the map differs from a brute-force reference (by "
+            f"{gap(got, expected) if got.shape == expected.shape else 'shape'}); windows start "
+            f"at top <= H - patch and left <= W - patch: are height and width swapped?"
+        )
+    x8 = torch.rand(1, 2, 8, 9, generator=gen(25))
+    net8 = smooth(shape=(2, 8, 9), classes=3, seed=7)
+    default = saliency.occlusion_map(net8, x8, 0)
+    expected = reference_occlusion(net8, x8, 0, 4, 4, 0.0)
+    assert gap(default, expected) < 1e-5, (
+        "occlusion_map: the defaults are patch=4, stride=patch and fill=0.0 (on 8 x 9 images "
+        "the last column stays uncovered and gets 0)"
+    )
+    for kw, why in (
+        ({"patch": 0}, "patch=0 is below 1"),
+        ({"patch": 6}, "patch=6 is larger than min(H, W) = 5 (though not than W = 7)"),
+        ({"patch": 2, "stride": 0}, "stride=0 is below 1"),
+    ):
+        raises(
+            "occlusion_map",
+            ValueError,
+            lambda kw=kw: saliency.occlusion_map(net, x, 2, **kw),
+            why,
+        )
+
+
+@graded("randomize_layers")
+def test_randomize_layers_rejects_bad_layers(saliency, model, gen):
+    for layers, why in (
+        (5, "SmallCNN has 4 layers with parameters, so k=5 is too many"),
+        (-1, "k=-1 is negative"),
+        (["features.1"], "'features.1' is a ReLU, a module without parameters"),
+        (["head.1", "nope"], "'nope' is not a module of SmallCNN"),
+    ):
+        raises(
+            "randomize_layers",
+            ValueError,
+            lambda layers=layers: saliency.randomize_layers(model, layers, generator=gen(0)),
+            why,
+        )

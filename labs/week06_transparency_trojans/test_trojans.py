@@ -509,3 +509,95 @@ def test_detect_names_the_trojan_of_a_trojaned_model(trojans, world):
         f"detect_trojan: the clean model's mask norms {[round(v, 1) for v in norms['clean'].tolist()]} "
         f"have no small outlier, expected [], got {clean}"
     )
+
+
+# --------------------------------------------------------------------------- #
+# Documented defaults, ends of ranges and bad arguments.
+# --------------------------------------------------------------------------- #
+
+
+def must_raise(function, error, call, why):
+    """Fail with a message naming ``function`` unless ``call()`` raises ``error``."""
+    try:
+        call()
+    except error:
+        return
+    except NotImplementedError:
+        raise
+    except Exception as err:  # any other exception is the wrong signal
+        pytest.fail(
+            f"{function}: should raise {error.__name__} ({why}), raised {type(err).__name__}: {err}",
+            pytrace=False,
+        )
+    pytest.fail(f"{function}: should raise {error.__name__} ({why})", pytrace=False)
+
+
+@graded("poison_dataset")
+def test_poison_rejects_fractions_outside_0_1(trojans, gen):
+    x, y = small_set(10)
+    mask, pattern = corner_trigger()
+    for bad in (1.5, -0.1):
+        must_raise(
+            "poison_dataset",
+            ValueError,
+            lambda bad=bad: trojans.poison_dataset(x, y, bad, 3, mask, pattern, generator=gen(0)),
+            f"fraction={bad} is outside [0, 1]",
+        )
+
+
+@graded("reverse_engineer_trigger")
+def test_reverse_engineering_start_and_defaults(trojans, smooth, gen):
+    net = smooth(shape=(2, 4, 4), classes=4, seed=2)
+    x = torch.rand(3, 2, 4, 4, generator=gen(30))
+    mask, pattern = trojans.reverse_engineer_trigger(net, x, 1, steps=0, generator=gen(31))
+    g = gen(31)
+    m0 = torch.randn((1, 4, 4), generator=g)
+    p0 = torch.randn((2, 4, 4), generator=g)
+    assert gap(mask, torch.sigmoid(m0)) < 1e-6 and gap(pattern, torch.sigmoid(p0)) < 1e-6, (
+        "reverse_engineer_trigger: with steps=0 (allowed: steps >= 0) it should return the start "
+        "sigmoid(m), sigmoid(p), with m = randn((1, H, W)) drawn first and p = randn((C, H, W)) "
+        "second from the generator, before any Adam step"
+    )
+    default = trojans.reverse_engineer_trigger(net, x, 1, generator=gen(32))
+    explicit = trojans.reverse_engineer_trigger(
+        net, x, 1, steps=100, lr=0.1, lam=0.01, generator=gen(32)
+    )
+    off = max(gap(default[0], explicit[0]), gap(default[1], explicit[1]))
+    assert off < 1e-6, (
+        f"reverse_engineer_trigger: the defaults should be steps=100, lr=0.1, lam=0.01; the "
+        f"trigger found with the defaults differs from the one with them given by {off:.3g}"
+    )
+
+
+@graded("mad_anomaly_index")
+def test_mad_index_of_one_value_and_its_dtype(trojans):
+    one = trojans.mad_anomaly_index(torch.tensor([3.5]))
+    assert array("mad_anomaly_index", one, (1,)).tolist() == [0.0], (
+        f"mad_anomaly_index: a single value is its own median (MAD 0), so its index is 0, got "
+        f"{one.tolist() if isinstance(one, torch.Tensor) else one}"
+    )
+    out = trojans.mad_anomaly_index(torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float32))
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64, (
+        f"mad_anomaly_index: float32 values should give a float64 tensor, got "
+        f"{type(out).__name__} {getattr(out, 'dtype', '')}"
+    )
+
+
+@graded("detect_trojan")
+def test_detect_default_threshold_and_strict_comparison(trojans):
+    # median 10, MAD 1: label 0 has index 3.5 / 1.4826 = 2.36, above 2 but below 2.5
+    norms = [6.5, 10.0, 11.0, 9.0, 10.0, 12.0, 8.0]
+    got = labels("detect_trojan", trojans.detect_trojan(norms))
+    assert got == [0], (
+        f"detect_trojan: with the default threshold 2, label 0 (index 2.36) should be flagged in "
+        f"{norms}, got {got}"
+    )
+    # MAD 0: label 3 has index inf, and inf does not exceed a threshold of inf
+    tied = [5.0, 5.0, 5.0, 1.0]
+    at_inf = labels("detect_trojan", trojans.detect_trojan(tied, threshold=float("inf")))
+    below = labels("detect_trojan", trojans.detect_trojan(tied, threshold=1e300))
+    assert at_inf == [] and below == [3], (
+        f"detect_trojan: in {tied} label 3 has index inf; it exceeds threshold 1e300 (flag [3]) "
+        f"but not threshold inf (flag nothing): the comparison is strict, index > threshold; "
+        f"got {below} and {at_inf}"
+    )

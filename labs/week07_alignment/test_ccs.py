@@ -379,3 +379,90 @@ def test_probe_accuracy_returns_a_float_and_leaves_the_probe_alone(ccs, contrast
         f"probe_accuracy: flipping the probe's sign changed the accuracy ({got:.4f} -> "
         f"{flipped:.4f}); return max(acc, 1 - acc)"
     )
+
+
+# --------------------------------------------------------------------------- #
+# Documented defaults, ties, ends of ranges and bad arguments.
+# --------------------------------------------------------------------------- #
+
+
+@graded("train_ccs_probe")
+def test_train_ccs_probe_first_restart_wins_a_tie(ccs):
+    # all-zero activations, not normalised, no steps: every restart has logits 0 and loss 0.25
+    x = torch.zeros(6, 3)
+    probe = ccs.train_ccs_probe(
+        x, x.clone(), restarts=3, steps=0, normalize=False,
+        generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    w, b = probe_params(probe)
+    g = torch.Generator().manual_seed(5)
+    draws = [torch.randn(3, generator=g) / math.sqrt(3) for _ in range(3)]
+    which = next((r for r in range(3) if torch.allclose(w, draws[r], atol=1e-6)), None)
+    assert which == 0 and b.item() == 0.0, (
+        "train_ccs_probe: with steps=0 the 3 restarts keep their initial weights "
+        "torch.randn(D, generator=generator) / sqrt(D) and bias 0, and all tie at loss 0.25 on "
+        "zero activations; the first restart wins a tie, but got "
+        + (f"restart {which + 1}" if which is not None else "a weight none of them drew")
+        + "; keep a restart only if its loss is strictly lower"
+    )
+
+
+@graded("train_ccs_probe")
+def test_train_ccs_probe_defaults(ccs, make_contrast):
+    x_pos, x_neg, *_ = make_contrast(12, 3, seed=21)
+    g = torch.Generator().manual_seed(6)
+    default_steps = ccs.train_ccs_probe(x_pos, x_neg, restarts=1, generator=g)
+    explicit = ccs.train_ccs_probe(
+        x_pos, x_neg, restarts=1, steps=300, lr=0.01, weight_decay=0.01, normalize=True,
+        generator=torch.Generator().manual_seed(6),
+    )  # fmt: skip
+    (w, b), (w_ref, b_ref) = probe_params(default_steps), probe_params(explicit)
+    assert torch.allclose(w, w_ref, atol=1e-6) and torch.allclose(b, b_ref, atol=1e-6), (
+        "train_ccs_probe: the defaults should be steps=300, lr=0.01, weight_decay=0.01 and "
+        "normalize=True; one restart with the defaults ended elsewhere than with them given"
+    )
+    g = torch.Generator().manual_seed(7)
+    ccs.train_ccs_probe(x_pos, x_neg, steps=0, generator=g)
+    ref = torch.Generator().manual_seed(7)
+    for _ in range(10):
+        torch.randn(3, generator=ref)
+    assert torch.equal(g.get_state(), ref.get_state()), (
+        "train_ccs_probe: the default is restarts=10, each drawing torch.randn(D) once from the "
+        "generator and nothing else; the generator ended in another state"
+    )
+
+
+@graded("train_ccs_probe")
+def test_train_ccs_probe_rejects_bad_shapes_and_restarts(ccs):
+    x = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    for a, b, kw, why in [
+        (x, torch.zeros(20, 5), {}, "4 features on the yes side and 5 on the no side"),
+        (x[:, 0], x[:, 1], {}, "1-D activations"),
+        (x, x.clone(), {"restarts": 0}, "restarts=0"),
+    ]:
+        try:
+            ccs.train_ccs_probe(a, b, steps=1, **{"restarts": 1, **kw})
+        except ValueError:
+            continue
+        except Exception as err:  # noqa: BLE001 - any other error is the wrong one
+            pytest.fail(
+                f"train_ccs_probe: {why} must raise ValueError, got {type(err).__name__} "
+                f"({str(err)[:60]}); check the arguments first",
+                pytrace=False,
+            )
+        pytest.fail(f"train_ccs_probe: {why} must raise ValueError", pytrace=False)
+
+
+@graded("probe_accuracy")
+def test_probe_accuracy_predicts_true_only_above_one_half(ccs):
+    # probe logit = first feature; statement 0 has the same logit on both sides: credence 0.5
+    x_pos = torch.tensor([[0.7, 0.0], [2.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    x_neg = torch.tensor([[0.7, 0.0], [-2.0, 0.0], [-1.0, 0.0], [1.0, 0.0]])
+    labels = torch.tensor([True, True, True, False])
+    probe = linear(torch.tensor([1.0, 0.0]))
+    got = number("probe_accuracy", ccs.probe_accuracy(probe, x_pos, x_neg, labels, normalize=False))
+    assert math.isclose(got, 0.75), (
+        f"probe_accuracy: the first statement has credence exactly 0.5, which predicts False "
+        f"(True only when c > 0.5), so 3 of 4 predictions are right: expected 0.75, got {got}"
+        + ("; c >= 0.5 predicts True there" if math.isclose(got, 1.0) else "")
+    )

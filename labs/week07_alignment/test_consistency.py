@@ -311,3 +311,47 @@ def test_transitivity_violations_rejects_malformed_relations(consistency, prefer
     with pytest.raises(ValueError):
         consistency.transitivity_violations(prefers)
         pytest.fail(f"transitivity_violations: {why} must raise ValueError", pytrace=False)
+
+
+@graded("monotonicity_violations")
+@pytest.mark.parametrize("pairs", ["adjacent", "all"])
+def test_monotonicity_violations_of_fewer_than_two_scenarios(consistency, pairs):
+    for u in ([], [4.0]):
+        for increasing in (True, False):
+            try:
+                value = consistency.monotonicity_violations(u, increasing=increasing, pairs=pairs)
+            except ValueError as err:
+                pytest.fail(
+                    f"monotonicity_violations: {len(u)} scenario(s) must give 0 violations, not "
+                    f"raise ValueError ({str(err)[:60]})",
+                    pytrace=False,
+                )
+            got = count("monotonicity_violations", value)
+            assert got == 0, (
+                f"monotonicity_violations: {len(u)} scenario(s) leave nothing to compare, so "
+                f"pairs={pairs!r} gives 0 violations, got {got}"
+            )
+
+
+@graded("transitivity_violations")
+@pytest.mark.parametrize(
+    "prefers,why",
+    [
+        (np.zeros((1, 1, 1), dtype=bool), "a 3-D array of shape (1, 1, 1)"),
+        (np.array([[0, 2, 0], [0, 0, 0], [0, 0, 0]]), "a 2 off the diagonal"),
+        (np.array([[0.0, 0.5], [0.0, 0.0]]), "a 0.5"),
+    ],
+    ids=["3-d", "two", "half"],
+)
+def test_transitivity_violations_rejects_what_only_its_checks_catch(consistency, prefers, why):
+    try:
+        consistency.transitivity_violations(prefers)
+    except ValueError:
+        return
+    except Exception as err:  # noqa: BLE001 - any other error is the wrong one
+        pytest.fail(
+            f"transitivity_violations: {why} must raise ValueError, got {type(err).__name__} "
+            f"({str(err)[:60]}); check the input first",
+            pytrace=False,
+        )
+    pytest.fail(f"transitivity_violations: {why} must raise ValueError", pytrace=False)

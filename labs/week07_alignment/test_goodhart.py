@@ -244,3 +244,21 @@ def test_overoptimization_curve_rejects_bad_arguments(goodhart, rng, ns, trials,
     with pytest.raises(ValueError):
         goodhart.overoptimization_curve(sample, misfit_proxy, true_reward, ns, trials, rng(0))
         pytest.fail(f"overoptimization_curve: {why} must raise ValueError", pytrace=False)
+
+
+@graded("best_of_n")
+@pytest.mark.parametrize(
+    "proxy,true,why",
+    [
+        (np.arange(4.0).reshape(4, 1), np.arange(4.0).reshape(4, 1), "rewards of shape (4, 1)"),
+        (np.arange(4.0), np.arange(4.0).reshape(2, 2), "true rewards of shape (2, 2)"),
+    ],
+    ids=["column-vectors", "true-2d"],
+)
+def test_best_of_n_rejects_rewards_that_are_not_1d(goodhart, proxy, true, why):
+    with pytest.raises(ValueError):
+        goodhart.best_of_n(proxy, true, 2)
+        pytest.fail(
+            f"best_of_n: {why} must raise ValueError (both must be 1-D: reshaping would hide it)",
+            pytrace=False,
+        )

@@ -375,3 +375,18 @@ def test_pairwise_accuracy_rejects_bad_inputs(utility, u_better, u_worse, why):
     with pytest.raises(ValueError):
         utility.pairwise_accuracy(u_better, u_worse)
         pytest.fail(f"pairwise_accuracy: {why} must raise ValueError", pytrace=False)
+
+
+@graded("train_utility_head")
+def test_train_utility_head_defaults(utility, make_pairs):
+    better, worse, _ = make_pairs(70, 3, seed=5)  # 70 pairs: a full batch of 64 and one of 6
+    head = utility.train_utility_head(better, worse, generator=torch.Generator().manual_seed(2))
+    want = reference_head(
+        better, worse, seed=2, epochs=30, batch_size=64, lr=0.01, weight_decay=0.0
+    )
+    got = head_weight(head)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5), (
+        f"train_utility_head: the defaults are epochs=30, batch_size=64, lr=0.01, "
+        f"weight_decay=0.0; with them the weight should be {[round(x, 4) for x in want.tolist()]},"
+        f" got {[round(x, 4) for x in got.tolist()]}"
+    )

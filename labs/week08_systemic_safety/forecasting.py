@@ -116,7 +116,8 @@ def calibration_table(
         number of forecasts.
 
     Raises:
-        ValueError: see the module docstring, or ``bins < 1``.
+        ValueError: see the module docstring, or ``bins`` is not an integer
+            ``>= 1`` (``2.5`` is refused, not truncated).
     """
     raise NotImplementedError(
         "TODO: implement calibration_table as the docstring describes, then run `make test-week8`"

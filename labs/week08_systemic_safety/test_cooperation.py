@@ -286,6 +286,37 @@ def test_generous_tit_for_tat_forgiveness_rate(cooperation, generosity):
     )
 
 
+class FixedDraw:
+    """Stands in for a numpy Generator whose next number is ``value``."""
+
+    def __init__(self, value):
+        self.value, self.draws = value, 0
+
+    def random(self, size=None):
+        self.draws += 1
+        return self.value if size is None else np.full(size, self.value)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        return low + (high - low) * self.random(size)
+
+
+@graded("generous_tit_for_tat")
+def test_generous_tit_for_tat_forgives_only_strictly_below_the_generosity(cooperation):
+    for u, want in ((0.25, D), (0.2499, C), (0.0, C)):
+        rng = FixedDraw(u)
+        got = cooperation.generous_tit_for_tat([C], [D], rng, generosity=0.25)
+        assert got == want and rng.draws == 1, (
+            f"generous_tit_for_tat: with generosity=0.25 and a draw u = {u} after a defection it "
+            f"should play {NAMES[want]} (cooperate exactly when u < generosity, strictly), got "
+            f"{NAMES.get(got, got)} after {rng.draws} draw(s)"
+        )
+    never = cooperation.generous_tit_for_tat([C], [D], FixedDraw(0.0), generosity=0.0)
+    assert never == D, (
+        "generous_tit_for_tat: generosity=0 is tit-for-tat and never forgives, not even when the "
+        "draw is exactly 0.0 (0.0 < 0 is false)"
+    )
+
+
 # --------------------------------------------------------------------------- #
 # play_match
 # --------------------------------------------------------------------------- #
@@ -798,3 +829,67 @@ def test_pareto_front_matches_brute_force(cooperation, rng):
     with pytest.raises(ValueError):
         cooperation.pareto_front(np.array([1.0, 2.0]))
         pytest.fail("pareto_front: a 1-D input must raise ValueError", pytrace=False)
+
+
+# --------------------------------------------------------------------------- #
+# Bad inputs that only the documented checks catch.
+# --------------------------------------------------------------------------- #
+
+
+@graded("play_match")
+def test_play_match_rejects_a_move_that_is_not_0_or_1(cooperation):
+    for bad in (-1, 2, "C"):
+
+        def strategy(mine, theirs, rng, bad=bad):
+            return bad if len(mine) == 1 else C
+
+        for a, b in ((strategy, ref_all_c), (ref_all_c, strategy)):
+            try:
+                cooperation.play_match(a, b, 3, np.random.default_rng(0))
+            except ValueError:
+                continue
+            except Exception as err:  # noqa: BLE001 - any other error is the wrong one
+                pytest.fail(
+                    f"play_match: a strategy that returns {bad!r} in round 2 must raise "
+                    f"ValueError, got {type(err).__name__} ({str(err)[:60]}); check each move",
+                    pytrace=False,
+                )
+            pytest.fail(
+                f"play_match: a strategy that returns {bad!r} in round 2 must raise ValueError "
+                f"(a move is 0 or 1; -1 would silently index the payoff matrix from the end)",
+                pytrace=False,
+            )
+
+
+@graded("round_robin")
+def test_round_robin_passes_on_what_play_match_refuses(cooperation):
+    for kw, why in [({"rounds": 0}, "rounds=0"), ({"noise": -0.1}, "noise=-0.1")]:
+        args = {"rounds": 3, **kw}
+        rounds = args.pop("rounds")
+        with pytest.raises(ValueError):
+            cooperation.round_robin([ref_tft, ref_all_d], rounds, np.random.default_rng(0), **args)
+            pytest.fail(f"round_robin: {why} must raise ValueError", pytrace=False)
+
+
+@graded("replicator_step")
+def test_replicator_step_rejects_what_only_its_checks_catch(cooperation):
+    for x, a, why in [
+        (np.array([[1.0]]), np.array([[2.0]]), "shares of shape (1, 1), not (K,)"),
+        (np.array([0.5, 0.5]), np.array([[1.0, -1.0], [2.0, 1.0]]), "a negative payoff"),
+        (np.array([0.5, 0.5]), np.zeros((2, 2)), "a mean fitness of 0 (all payoffs 0)"),
+        (np.array([1.0, 0.0]), np.array([[0.0, 3.0], [3.0, 3.0]]), "a mean fitness of 0"),
+    ]:
+        with pytest.raises(ValueError):
+            cooperation.replicator_step(x, a)
+            pytest.fail(f"replicator_step: {why} must raise ValueError", pytrace=False)
+
+
+@graded("pareto_front")
+def test_pareto_front_rejects_empty_outcomes(cooperation):
+    for u, why in [
+        (np.zeros((0, 2)), "no outcomes, shape (0, 2)"),
+        (np.zeros((3, 0)), "no players, shape (3, 0)"),
+    ]:
+        with pytest.raises(ValueError):
+            cooperation.pareto_front(u)
+            pytest.fail(f"pareto_front: {why} must raise ValueError", pytrace=False)

@@ -179,3 +179,27 @@ def test_flow_anomaly_scores_types_inputs_and_errors(cyber, flow_data):
         with pytest.raises(ValueError):
             cyber.flow_anomaly_scores(a, b)
             pytest.fail(f"flow_anomaly_scores: {why} must raise ValueError", pytrace=False)
+
+
+@graded("flow_anomaly_scores")
+def test_flow_anomaly_scores_rejects_what_only_its_checks_catch(cyber, small):
+    normal, flows = small
+    want = reference_scores(normal, flows, ridge=0.0)
+    try:
+        got = scores_of(cyber, normal, flows, ridge=0.0)
+    except ValueError as err:
+        pytest.fail(
+            f"flow_anomaly_scores: ridge=0 is allowed (ridge >= 0), but it raised ValueError "
+            f"({str(err)[:60]})",
+            pytrace=False,
+        )
+    assert np.allclose(got, want, rtol=1e-6), (
+        "flow_anomaly_scores: ridge=0 is allowed (ridge >= 0) and adds nothing to the covariance"
+    )
+    for a, b, kw, why in [
+        (normal, flows[:, :1], {}, "3 features to fit and 1 to score (it would broadcast)"),
+        (normal, flows, {"ridge": -1e-3}, "ridge=-0.001"),
+    ]:
+        with pytest.raises(ValueError):
+            cyber.flow_anomaly_scores(a, b, **kw)
+            pytest.fail(f"flow_anomaly_scores: {why} must raise ValueError", pytrace=False)

@@ -504,3 +504,83 @@ def test_aggregate_forecasts_certain_forecasts_and_types(forecasting):
         lambda: forecasting.aggregate_forecasts(HAND * 2, "mean"),
         "forecasts above 1",
     )
+
+
+# --------------------------------------------------------------------------- #
+# Bad inputs that only the documented checks catch, and documented ends of ranges.
+# --------------------------------------------------------------------------- #
+
+
+@graded("log_score")
+def test_log_score_rejects_bad_input_and_eps(forecasting):
+    raises("log_score", lambda: forecasting.log_score([], []), "no forecasts")
+    for eps in (0.0, 0.5, -1e-3):
+        raises(
+            "log_score",
+            lambda eps=eps: forecasting.log_score([0.3, 0.9], [1, 0], eps=eps),
+            f"eps={eps} (outside 0 < eps < 0.5)",
+        )
+    near = score("log_score", forecasting.log_score([0.3], [1], eps=0.49))
+    assert math.isclose(near, math.log(0.49), rel_tol=1e-9), (
+        f"log_score: eps=0.49 is allowed and clips 0.3 up to 0.49, so the score is ln(0.49) = "
+        f"{math.log(0.49):.4f}, got {near}"
+    )
+
+
+@graded("calibration_table")
+def test_calibration_table_rejects_what_the_scores_reject(forecasting):
+    for call, why in [
+        (lambda: forecasting.calibration_table([0.5, 0.6, 0.1], [1, 0, 1], bins=2.5), "bins=2.5"),
+        (lambda: forecasting.calibration_table([0.5], [1], bins=-1), "bins=-1"),
+        (
+            lambda: forecasting.calibration_table(np.full((2, 2), 0.5), np.ones(4)),
+            "forecasts (2, 2) and outcomes (4,) (flattening would hide the mismatch)",
+        ),
+        (lambda: forecasting.calibration_table([], []), "no forecasts"),
+        (lambda: forecasting.calibration_table([0.5, 1.2], [1, 0]), "a forecast of 1.2"),
+        (lambda: forecasting.calibration_table([0.5, 0.2], [1, 2]), "an outcome of 2"),
+    ]:
+        raises("calibration_table", call, why)
+    one = forecasting.calibration_table([0.0, 0.3, 1.0], [0, 1, 1], bins=1)
+    assert np.asarray(one[2]).tolist() == [3], (
+        f"calibration_table: bins=1 (the smallest allowed) puts every forecast, 0 and 1 "
+        f"included, in one bin: counts [3], got {np.asarray(one[2]).tolist()}"
+    )
+
+
+@graded("aggregate_forecasts")
+def test_aggregate_forecasts_rejects_empty_input_and_bad_eps(forecasting):
+    for p, why in [
+        (np.zeros((0, 3)), "no forecasters, shape (0, 3)"),
+        (np.zeros((2, 0)), "no questions, shape (2, 0)"),
+    ]:
+        raises("aggregate_forecasts", lambda p=p: forecasting.aggregate_forecasts(p, "mean"), why)
+    for eps in (0.0, 0.5):
+        raises(
+            "aggregate_forecasts",
+            lambda eps=eps: forecasting.aggregate_forecasts(HAND, eps=eps),
+            f"eps={eps} (outside 0 < eps < 0.5)",
+        )
+
+
+@graded("aggregate_forecasts")
+def test_aggregate_forecasts_clips_only_where_a_logit_is_taken(forecasting):
+    certain = np.array([[0.0, 1.0, 0.2], [0.0, 1.0, 0.4]])
+    for method in ("mean", "median"):
+        got = aggregate(forecasting, certain, method)
+        assert got[:2].tolist() == [0.0, 1.0], (
+            f"aggregate_forecasts: method={method!r} with extremize=1 returns the {method} "
+            f"unclipped, so unanimous forecasts of 0 and 1 stay exactly 0 and 1; got "
+            f"{got[:2].tolist()} (clip only where a logit is taken)"
+        )
+        pushed = aggregate(forecasting, certain, method, extremize=2.0)
+        want = reference_aggregate(certain, method, extremize=2.0)
+        assert np.all(np.isfinite(pushed)) and np.allclose(pushed, want, rtol=1e-6, atol=1e-15), (
+            f"aggregate_forecasts: method={method!r}, extremize=2 clips the aggregate to "
+            f"[eps, 1 - eps] before its logit: expected {want.tolist()}, got {pushed.tolist()}"
+        )
+    tight = aggregate(forecasting, certain, "geo_mean_odds", eps=0.01)
+    assert np.allclose(tight[:2], [0.01, 0.99], atol=1e-12), (
+        f"aggregate_forecasts: with eps=0.01 forecasts of 0 and 1 are clipped to 0.01 and 0.99 "
+        f"before the logit, got {tight[:2].tolist()}"
+    )

@@ -70,6 +70,9 @@ def gradient_saliency(
         A tensor like ``x`` (shape, dtype, device), detached. For a linear model
         ``logits = W x.flatten() + b`` it is row ``W[target]``, reshaped like an
         image.
+
+    Raises:
+        ValueError: if ``output`` is neither ``"logit"`` nor ``"probability"``.
     """
     if output not in ("logit", "probability"):
         raise ValueError(f"output must be 'logit' or 'probability', got {output!r}")
@@ -111,6 +114,9 @@ def smoothgrad(
 
     Returns:
         A tensor like ``x``, detached.
+
+    Raises:
+        ValueError: if ``n_samples < 1``.
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
@@ -149,6 +155,9 @@ def integrated_gradients(
 
     Returns:
         A tensor like ``x``, detached.
+
+    Raises:
+        ValueError: if ``steps < 1``.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -192,6 +201,9 @@ def occlusion_map(
     Returns:
         A tensor ``(N, H, W)`` (one value per pixel position, shared by the
         channels) with ``x``'s dtype and device. No gradients are needed.
+
+    Raises:
+        ValueError: if ``patch`` is not in ``1 .. min(H, W)`` or ``stride < 1``.
     """
     stride = patch if stride is None else stride
     n, _, height, width = x.shape
@@ -251,6 +263,10 @@ def randomize_layers(model, layers, *, generator: torch.Generator | None = None)
         A new module (a deep copy, in the same train/eval mode, on the same
         device, with the same ``requires_grad`` flags) whose chosen layers are
         re-initialised and whose other parameters equal the original's.
+
+    Raises:
+        ValueError: if an int ``layers`` is not in ``0 .. number of layers``, or
+            a name is unknown or names a module without parameters.
     """
     found = _layers(model)
     if isinstance(layers, int):

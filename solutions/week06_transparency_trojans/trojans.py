@@ -75,6 +75,9 @@ def poison_dataset(
         ``(x_poisoned, y_poisoned, indices)``: new tensors like ``x`` and ``y``
         (the inputs are not modified), and the poisoned indices, an int64
         tensor of length ``n`` in increasing order, on ``x``'s device.
+
+    Raises:
+        ValueError: if ``fraction`` is not in [0, 1].
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
@@ -108,8 +111,10 @@ def attack_success_rate(
         target: the trojan's target label.
 
     Returns:
-        A Python float in [0, 1]. Raises ``ValueError`` if every label is
-        ``target`` (there is nothing to measure).
+        A Python float in [0, 1].
+
+    Raises:
+        ValueError: if every label is ``target`` (there is nothing to measure).
     """
     keep = y != target
     if not keep.any():
@@ -225,12 +230,14 @@ def detect_trojan(mask_norms, threshold: float = 2.0) -> list[int]:
 
     ``mask_norms[k]`` is the L1 norm of the reverse-engineered mask for label
     ``k``. A label is flagged when its anomaly index (:func:`mad_anomaly_index`
-    of all the norms) exceeds ``threshold`` *and* its norm is below the median:
-    a trojan makes its label unusually easy to reach, never unusually hard.
+    of all the norms) exceeds ``threshold`` (strictly: ``index > threshold``)
+    *and* its norm is below the median: a trojan makes its label unusually easy
+    to reach, never unusually hard.
 
     Args:
         mask_norms: 1-D tensor (or sequence) of one non-negative norm per label.
-        threshold: anomaly index above which a label is flagged (2 in the paper).
+        threshold: anomaly index above which a label is flagged (default 2, as
+            in the paper).
 
     Returns:
         The flagged labels as a list of Python ints in increasing order (empty

@@ -128,7 +128,8 @@ def calibration_table(
         number of forecasts.
 
     Raises:
-        ValueError: see the module docstring, or ``bins < 1``.
+        ValueError: see the module docstring, or ``bins`` is not an integer
+            ``>= 1`` (``2.5`` is refused, not truncated).
     """
     if int(bins) != bins or bins < 1:
         raise ValueError(f"calibration_table: bins must be an integer >= 1, got {bins}")
