@@ -61,7 +61,8 @@ def rdp_subsampled_gaussian(
 
     Raises:
         ValueError: if ``sample_rate`` is not in [0, 1], ``noise_multiplier``
-            is not positive, ``steps`` is negative, or an order is not > 1.
+            is not positive, ``steps`` is negative, an order is not > 1, or
+            ``orders`` is empty or not one-dimensional.
     """
     raise NotImplementedError(
         "TODO: implement rdp_subsampled_gaussian as the docstring describes, then run `make test-security1`"
@@ -93,8 +94,9 @@ def epsilon_from_rdp(rdp, orders, delta: float) -> tuple[float, float]:
         ``(epsilon, alpha)``: two Python floats.
 
     Raises:
-        ValueError: if ``delta`` is not in (0, 1), an order is not > 1, or
-            ``rdp`` and ``orders`` have different lengths.
+        ValueError: if ``delta`` is not in (0, 1), an order is not > 1,
+            ``orders`` is empty or not one-dimensional, or ``rdp`` and
+            ``orders`` have different lengths.
     """
     raise NotImplementedError(
         "TODO: implement epsilon_from_rdp as the docstring describes, then run `make test-security1`"

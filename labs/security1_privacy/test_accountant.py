@@ -39,7 +39,7 @@ def rdp_by_integration(q, sigma, alpha):
     """log(A_alpha) / (alpha - 1), with A_alpha = E_{z ~ N(0, sigma^2)}[((1 - q) + q
     exp((2z - 1) / (2 sigma^2)))^alpha] integrated numerically (trapezoid rule on a
     fine grid that covers both the N(0, sigma^2) bulk and the peak near z = alpha)."""
-    z = np.linspace(-20 * sigma, alpha + 20 * sigma, 400_001)
+    z = np.linspace(-20 * sigma, alpha + 20 * sigma, 40_001)
     log_ratio = np.logaddexp(math.log1p(-q), math.log(q) + (2 * z - 1) / (2 * sigma**2))
     log_f = -(z**2) / (2 * sigma**2) - math.log(sigma * math.sqrt(2 * math.pi)) + alpha * log_ratio
     top = log_f.max()
@@ -167,7 +167,7 @@ def test_rdp_grows_with_the_order_and_the_sampling_rate(accountant):
 
 @graded("rdp_subsampled_gaussian")
 def test_rdp_rejects_a_sampling_rate_outside_zero_one(accountant):
-    for bad in (-0.1, 1.5):
+    for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError):
             accountant.rdp_subsampled_gaussian(bad, 1.0, 10, [2.0])
             pytest.fail(
@@ -321,8 +321,33 @@ def test_epsilon_rejects_orders_not_above_one(accountant):
 
 @graded("epsilon_from_rdp")
 def test_epsilon_rejects_rdp_and_orders_of_different_lengths(accountant):
-    with pytest.raises(ValueError):
-        accountant.epsilon_from_rdp([0.1, 0.2, 0.3], [2.0, 4.0], 1e-5)
-        pytest.fail(
-            "epsilon_from_rdp: 3 RDP values for 2 orders must raise ValueError", pytrace=False
-        )
+    for rdp in ([0.1, 0.2, 0.3], [0.1]):
+        with pytest.raises(ValueError):
+            accountant.epsilon_from_rdp(rdp, [2.0, 4.0], 1e-5)
+            pytest.fail(
+                f"epsilon_from_rdp: {len(rdp)} RDP values for 2 orders must raise ValueError",
+                pytrace=False,
+            )
+
+
+@graded("rdp_subsampled_gaussian")
+def test_rdp_rejects_orders_that_are_not_a_sequence_of_numbers(accountant):
+    for bad in ([], [[2.0, 3.0]]):
+        with pytest.raises(ValueError):
+            accountant.rdp_subsampled_gaussian(0.1, 1.0, 10, bad)
+            pytest.fail(
+                f"rdp_subsampled_gaussian: orders={bad} is not a non-empty 1-D sequence; raise "
+                f"ValueError",
+                pytrace=False,
+            )
+
+
+@graded("epsilon_from_rdp")
+def test_epsilon_rejects_orders_that_are_not_a_sequence_of_numbers(accountant):
+    for rdp, bad in (([], []), ([[0.1, 0.2]], [[2.0, 3.0]])):
+        with pytest.raises(ValueError):
+            accountant.epsilon_from_rdp(rdp, bad, 1e-5)
+            pytest.fail(
+                f"epsilon_from_rdp: orders={bad} is not a non-empty 1-D sequence; raise ValueError",
+                pytrace=False,
+            )

@@ -159,11 +159,13 @@ def test_per_sample_gradients_run_on_the_device_of_the_model(dpsgd, tiny_cnn, di
 @graded("per_sample_gradients")
 def test_per_sample_gradients_reject_mismatched_lengths(dpsgd, tiny_cnn, digits16):
     x, y = digits_batch(digits16, 6)
-    with pytest.raises(ValueError):
-        dpsgd.per_sample_gradients(tiny_cnn, x, y[:5])
-        pytest.fail(
-            "per_sample_gradients: 6 inputs with 5 labels must raise ValueError", pytrace=False
-        )
+    for n_x, n_y in ((6, 5), (0, 3)):
+        with pytest.raises(ValueError):
+            dpsgd.per_sample_gradients(tiny_cnn, x[:n_x], y[:n_y])
+            pytest.fail(
+                f"per_sample_gradients: {n_x} inputs with {n_y} labels must raise ValueError",
+                pytrace=False,
+            )
 
 
 # --------------------------------------------------------------------------- #
@@ -294,9 +296,9 @@ def test_dp_sgd_without_noise_or_clipping_is_plain_sgd(dpsgd, tiny_cnn, digits16
     opt = torch.optim.SGD(plain.parameters(), lr=0.1)
     F.cross_entropy(plain(x), y).backward()
     opt.step()
-    step_with(
-        dpsgd,
+    returned = dpsgd.dp_sgd_step(
         tiny_cnn,
+        torch.optim.SGD(tiny_cnn.parameters(), lr=0.1),
         x,
         y,
         max_norm=1e6,
@@ -304,6 +306,7 @@ def test_dp_sgd_without_noise_or_clipping_is_plain_sgd(dpsgd, tiny_cnn, digits16
         expected_batch_size=12,
         generator=torch.Generator().manual_seed(0),
     )
+    assert returned is None, f"dp_sgd_step: returns None, got {returned!r}"
     for (n, a), b in zip(tiny_cnn.named_parameters(), plain.parameters(), strict=True):
         worst = (a - b).abs().max().item()
         assert worst < 1e-6, (
@@ -380,9 +383,9 @@ def test_dp_sgd_noise_comes_from_the_generator(dpsgd, tiny_cnn, digits16, gen):
     x, y = digits_batch(digits16, 4)
     kw = {"max_norm": 1.0, "noise_multiplier": 1.0, "expected_batch_size": 4}
     runs = []
-    for seed in (5, 5, 6):
+    for run, seed in enumerate((5, 5, 6)):
         model = copy.deepcopy(tiny_cnn)
-        torch.manual_seed(seed + 100)  # the global generator must not matter
+        torch.manual_seed(100 + run)  # the global generator must not matter
         step_with(dpsgd, model, x, y, generator=gen(seed), **kw)
         runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(runs[0], runs[1]), (
@@ -495,7 +498,12 @@ def test_poisson_sample_has_a_random_size_with_the_right_mean_and_variance(dpsgd
         f"variance {var:.2f} (a variance near 0 means a fixed batch size: every example must be "
         f"drawn independently)"
     )
-    assert len(dpsgd.poisson_sample(50, 1.0, g)) == 50, "poisson_sample: q=1 keeps everyone"
+    everyone = dpsgd.poisson_sample(50, 1.0, g)
+    assert torch.equal(everyone, torch.arange(50)), "poisson_sample: q=1 keeps everyone"
+    empty = dpsgd.poisson_sample(0, 0.5, g)
+    assert len(empty) == 0 and empty.dtype == torch.int64, (
+        "poisson_sample: n=0 gives an empty int64 tensor"
+    )
 
 
 @graded("poisson_sample")

@@ -27,7 +27,9 @@ from scipy import special
 def _check_orders(orders) -> np.ndarray:
     orders = np.atleast_1d(np.asarray(orders, dtype=np.float64))
     if orders.ndim != 1 or len(orders) == 0:
-        raise ValueError("orders must be a non-empty sequence of numbers")
+        raise ValueError(
+            f"orders must be a non-empty 1-D sequence of numbers, got {orders.tolist()}"
+        )
     if not bool((orders > 1).all()):
         raise ValueError(f"every RDP order must be > 1, got {orders[orders <= 1].tolist()}")
     return orders
@@ -108,7 +110,8 @@ def rdp_subsampled_gaussian(
 
     Raises:
         ValueError: if ``sample_rate`` is not in [0, 1], ``noise_multiplier``
-            is not positive, ``steps`` is negative, or an order is not > 1.
+            is not positive, ``steps`` is negative, an order is not > 1, or
+            ``orders`` is empty or not one-dimensional.
     """
     if not 0 <= sample_rate <= 1:
         raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate}")
@@ -159,8 +162,9 @@ def epsilon_from_rdp(rdp, orders, delta: float) -> tuple[float, float]:
         ``(epsilon, alpha)``: two Python floats.
 
     Raises:
-        ValueError: if ``delta`` is not in (0, 1), an order is not > 1, or
-            ``rdp`` and ``orders`` have different lengths.
+        ValueError: if ``delta`` is not in (0, 1), an order is not > 1,
+            ``orders`` is empty or not one-dimensional, or ``rdp`` and
+            ``orders`` have different lengths.
     """
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")

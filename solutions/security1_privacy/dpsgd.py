@@ -158,8 +158,7 @@ def dp_sgd_step(
         ValueError: if ``max_norm`` is not positive, ``noise_multiplier`` is
             negative or ``expected_batch_size`` is below 1.
     """
-    if not max_norm > 0:
-        raise ValueError(f"max_norm (the clipping bound C) must be positive, got {max_norm}")
+    # a bound that is not positive is refused by clip_per_sample
     if not noise_multiplier >= 0:
         raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
     if not expected_batch_size >= 1:

@@ -341,7 +341,7 @@ PRIVACY = {
     "smoke": {
         "members": 128,
         "shadows": PRIVACY_SHADOWS,
-        "epochs": 30,
+        "epochs": 60,
         "dp_epochs": 15,
         "batch_size": 32,
     },
@@ -368,7 +368,13 @@ def privacy_data(profile: Profile | str | None = None) -> dict:
     """The membership experiment's data at ``profile``: ``x`` and ``y`` (the
     first ``(2 + 2 * shadows) * members`` training images of the profile's
     dataset), ``members`` and ``non_members`` (index tensors of the target's
-    candidates) and ``shards``: per shadow model, ``(in, out)`` index tensors."""
+    candidates, the first ``2 * members`` images) and ``shards``: per shadow
+    model, ``(in, out)`` index tensors of its own ``2 * members`` images.
+
+    Each pair of halves is class-balanced (its class counts differ by at most
+    one): with the few hundred candidates of the smoke profile, a chance
+    difference in the classes of members and non-members would otherwise let a
+    model that learnt only the members' class frequencies look like it leaks."""
     import torch
 
     from mlsafety.data import load_tensors
@@ -380,13 +386,19 @@ def privacy_data(profile: Profile | str | None = None) -> dict:
         raise SetupError(
             f"{profile.dataset} has {len(x)} training images, {(2 + 2 * k) * m} needed"
         )
-    span = lambda start: torch.arange(start, start + m)  # noqa: E731
+
+    def halves(start: int):
+        block = torch.arange(start, start + 2 * m)
+        by_class = block[torch.argsort(y[block], stable=True)]  # class by class, in order
+        return by_class[0::2].sort().values, by_class[1::2].sort().values
+
+    members, non_members = halves(0)
     return {
         "x": x,
         "y": y,
-        "members": span(0),
-        "non_members": span(m),
-        "shards": [(span((2 + 2 * i) * m), span((3 + 2 * i) * m)) for i in range(k)],
+        "members": members,
+        "non_members": non_members,
+        "shards": [halves((2 + 2 * i) * m) for i in range(k)],
     }
 
 
@@ -395,10 +407,10 @@ def _privacy_settings(profile: Profile, kind: str, shadow: int | None = None) ->
         "dataset": profile.dataset,
         **PRIVACY[profile.name],
         "optimizer": "adam",
-        "lr": 1e-3,
+        "lr": 2e-3,
         "width": 16,
         "seed": _SEED + (shadow + 1 if shadow is not None else 0),
-        "recipe_version": 1,
+        "recipe_version": 2,  # 2: class-balanced halves
     }
     if shadow is not None:
         settings["shard"] = shadow
