@@ -593,12 +593,13 @@ def compare_dp_sgd_step(repeats: int, device: str = "cpu") -> dict:
     base = small_cnn_for(x, seed=0).to(device)
     ours = copy.deepcopy(base)
     ours_opt = torch.optim.SGD(ours.parameters(), lr=0.1)
-    theirs = GradSampleModule(copy.deepcopy(base))
+    theirs = GradSampleModule(copy.deepcopy(base), loss_reduction="sum")
     theirs_opt = DPOptimizer(
         torch.optim.SGD(theirs.parameters(), lr=0.1),
         noise_multiplier=0.0,
         max_grad_norm=1.0,
         expected_batch_size=64,
+        loss_reduction="sum",
     )
     g = torch.Generator(device=device).manual_seed(0)
 
@@ -650,7 +651,7 @@ def compare_per_sample_gradients(repeats: int) -> dict:
     dpsgd = load_module("dpsgd", "security1", "solution")
     x, y = _security1_data(64)
     model = small_cnn_for(x, seed=0)
-    wrapped = GradSampleModule(copy.deepcopy(model))
+    wrapped = GradSampleModule(copy.deepcopy(model), loss_reduction="sum")
 
     def theirs():
         wrapped.zero_grad(set_to_none=True)

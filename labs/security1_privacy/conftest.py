@@ -16,6 +16,17 @@ dpsgd = module_fixture("dpsgd")
 accountant = module_fixture("accountant")
 
 
+def _load_torch_func() -> None:
+    """torch.func's first gradient imports torch._dynamo (seconds of CPU): pay it
+    once here, at collection, instead of inside the first timed spec."""
+    from torch.func import grad
+
+    grad(lambda w: (w * w).sum())(torch.ones(2))
+
+
+_load_torch_func()
+
+
 @pytest.fixture(scope="session")
 def digits16():
     """16 training digits (1x28x28, [0, 1]) and labels, from the offline data."""
