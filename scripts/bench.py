@@ -593,13 +593,12 @@ def compare_dp_sgd_step(repeats: int, device: str = "cpu") -> dict:
     base = small_cnn_for(x, seed=0).to(device)
     ours = copy.deepcopy(base)
     ours_opt = torch.optim.SGD(ours.parameters(), lr=0.1)
-    theirs = GradSampleModule(copy.deepcopy(base), loss_reduction="sum")
+    theirs = GradSampleModule(copy.deepcopy(base))  # "mean": divides by the expected size
     theirs_opt = DPOptimizer(
         torch.optim.SGD(theirs.parameters(), lr=0.1),
         noise_multiplier=0.0,
         max_grad_norm=1.0,
         expected_batch_size=64,
-        loss_reduction="sum",
     )
     g = torch.Generator(device=device).manual_seed(0)
 
@@ -617,7 +616,7 @@ def compare_dp_sgd_step(repeats: int, device: str = "cpu") -> dict:
 
     def theirs_step():
         theirs_opt.zero_grad()
-        F.cross_entropy(theirs(x), y, reduction="sum").backward()
+        F.cross_entropy(theirs(x), y).backward()
         theirs_opt.step()
 
     # agreement first, from the same start: one noiseless step each

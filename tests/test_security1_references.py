@@ -91,15 +91,16 @@ def test_a_noiseless_dp_sgd_step_agrees_with_opacus(opacus, solution):
 
     x, y = load_tensors("digits", train=True, limit=24)
     model = small_cnn_for(x, seed=1)
-    theirs = GradSampleModule(copy.deepcopy(model), loss_reduction="sum")
+    # Opacus's "mean" reduction: a mean loss, and the clipped sum divided by the
+    # expected batch size, as dp_sgd_step does
+    theirs = GradSampleModule(copy.deepcopy(model))
     optimizer = DPOptimizer(
         torch.optim.SGD(theirs.parameters(), lr=0.5),
         noise_multiplier=0.0,
         max_grad_norm=2.0,  # a bound some examples exceed and others do not
         expected_batch_size=32,
-        loss_reduction="sum",
     )
-    F.cross_entropy(theirs(x), y, reduction="sum").backward()
+    F.cross_entropy(theirs(x), y).backward()
     optimizer.step()
     ours = copy.deepcopy(model)
     solution["dpsgd"].dp_sgd_step(
