@@ -12,14 +12,18 @@ Writes docs/benchmarks.md (tables) and docs/benchmarks.json:
   (the attack and the attribution again on the GPU, when there is one);
 - JupyterLab from process start to answering its API, next to a bare
   jupyter-server (goal: 5 s);
-- the checkpoint recipes' build time per profile (goal: 15 minutes at cpu).
+- the checkpoint recipes' build time per profile (goal: 15 minutes at cpu);
+- security lab 1 (privacy): its self-check against the floor, its notebook at
+  smoke and cpu, and its functions against Opacus (DP-SGD step, per-sample
+  gradients, accountant), scikit-learn (TPR at low FPR) and the Adversarial
+  Robustness Toolbox (membership inference), side by side.
 
 Times are the best of ``--repeats`` runs (this machine is shared and noisy);
 ratios compare runs taken minutes apart in the same process. The comparison
 libraries come from environments/bench.txt, installed into .bench/ by
 `make bench` and never into the lab environment.
 
-    python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes]
+    python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes,security1]
                             [--weeks 3,5] [--repeats 3] [--out docs]
 """
 
@@ -43,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes")
+SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes", "security1")
 GOALS = {
     "week_ratio": 2.5,
     "notebook_smoke_s": 60,
@@ -560,6 +564,306 @@ def bench_recipes() -> list[dict]:
 
 
 # --------------------------------------------------------------------------- #
+# Security lab 1 (privacy): self-check, notebook, and the libraries side by side.
+# --------------------------------------------------------------------------- #
+
+
+def _security1_data(n: int = 64):
+    from mlsafety.data import load_tensors
+
+    return load_tensors("digits", train=True, limit=n)
+
+
+def compare_dp_sgd_step(repeats: int, device: str = "cpu") -> dict:
+    """One DP-SGD step on SmallCNN (width 16) and a batch of 64 digits: ours
+    (torch.func per-sample gradients) against Opacus's GradSampleModule and
+    DPOptimizer (hooks), the same clipping bound and expected batch size."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    from mlsafety.grading import load_module
+    from mlsafety.models import small_cnn_for
+
+    dpsgd = load_module("dpsgd", "security1", "solution")
+    x, y = (t.to(device) for t in _security1_data(64))
+    base = small_cnn_for(x, seed=0).to(device)
+    ours = copy.deepcopy(base)
+    ours_opt = torch.optim.SGD(ours.parameters(), lr=0.1)
+    theirs = GradSampleModule(copy.deepcopy(base))  # "mean": divides by the expected size
+    theirs_opt = DPOptimizer(
+        torch.optim.SGD(theirs.parameters(), lr=0.1),
+        noise_multiplier=0.0,
+        max_grad_norm=1.0,
+        expected_batch_size=64,
+    )
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def ours_step():
+        dpsgd.dp_sgd_step(
+            ours,
+            ours_opt,
+            x,
+            y,
+            max_norm=1.0,
+            noise_multiplier=0.0,
+            expected_batch_size=64,
+            generator=g,
+        )
+
+    def theirs_step():
+        theirs_opt.zero_grad()
+        F.cross_entropy(theirs(x), y).backward()
+        theirs_opt.step()
+
+    # agreement first, from the same start: one noiseless step each
+    ours_step()
+    theirs_step()
+    gap = max(
+        (a - b).abs().max().item()
+        for a, b in zip(ours.parameters(), theirs._module.parameters(), strict=True)
+    )
+    best = side_by_side({"ours": ours_step, "theirs": theirs_step}, repeats, device)
+    return comparison_row(
+        "dp_sgd_step vs Opacus GradSampleModule + DPOptimizer" + on_device(device),
+        "SmallCNN (width 16), 64 digits, C = 1, noiseless for agreement",
+        len(x),
+        best,
+        f"max |ours - opacus| after one step = {gap:.1e}",
+        gap < 1e-5,
+        "speed ratio >= 1.0, same step",
+    )
+
+
+def compare_per_sample_gradients(repeats: int) -> dict:
+    import copy
+
+    import torch.nn.functional as F
+    from opacus import GradSampleModule
+
+    from mlsafety.grading import load_module
+    from mlsafety.models import small_cnn_for
+
+    dpsgd = load_module("dpsgd", "security1", "solution")
+    x, y = _security1_data(64)
+    model = small_cnn_for(x, seed=0)
+    wrapped = GradSampleModule(copy.deepcopy(model), loss_reduction="sum")
+
+    def theirs():
+        wrapped.zero_grad(set_to_none=True)
+        F.cross_entropy(wrapped(x), y, reduction="sum").backward()
+        return {n: p.grad_sample for n, p in wrapped._module.named_parameters()}
+
+    fns = {"ours": lambda: dpsgd.per_sample_gradients(model, x, y), "theirs": theirs}
+    best = side_by_side(fns, repeats)
+    a, b = fns["ours"](), fns["theirs"]()
+    gap = max(((a[n] - b[n]).abs().max() / b[n].abs().max()).item() for n in a)
+    return comparison_row(
+        "per_sample_gradients vs Opacus GradSampleModule",
+        "SmallCNN (width 16), 64 digits",
+        len(x),
+        best,
+        f"max relative difference {gap:.1e}",
+        gap < 1e-5,
+        "speed ratio >= 1.0, same gradients",
+    )
+
+
+def compare_accountant(repeats: int) -> dict:
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as opacus_rdp
+
+    from mlsafety.grading import load_module
+
+    accountant = load_module("accountant", "security1", "solution")
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    q, sigma, steps, delta = 256 / 60000, 1.1, 14062, 1e-5  # Abadi et al.'s MNIST run
+
+    def ours():
+        rdp = accountant.rdp_subsampled_gaussian(q, sigma, steps, orders)
+        return accountant.epsilon_from_rdp(rdp, orders, delta)
+
+    def theirs():
+        rdp = opacus_rdp.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=orders)
+        eps, order = opacus_rdp.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)
+        return float(eps), float(order)
+
+    best = side_by_side({"ours": ours, "theirs": theirs}, repeats)
+    (a, order_a), (b, order_b) = ours(), theirs()
+    return comparison_row(
+        "rdp_subsampled_gaussian + epsilon_from_rdp vs Opacus RDP accountant",
+        f"q = 256/60000, sigma = 1.1, {steps} steps, delta = 1e-5, {len(orders)} orders",
+        1,
+        best,
+        f"epsilon {a:.6f} (order {order_a}) vs {b:.6f} (order {order_b})",
+        abs(a - b) <= 1e-3 * b and order_a == order_b,
+        "same epsilon (1e-3 relative)",
+    )
+
+
+def compare_tpr_at_fpr(repeats: int) -> dict:
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    from mlsafety.grading import load_module
+
+    membership = load_module("membership", "security1", "solution")
+    scores, labels = _ood_scores()  # n/2 positives (members here), quantised: ties
+    s_np, l_np = scores.numpy(), labels.numpy()
+
+    def theirs():
+        fpr, tpr, _ = roc_curve(l_np, s_np, drop_intermediate=False)
+        return float(tpr[np.searchsorted(fpr, 1e-3, side="right") - 1])
+
+    fns = {"ours": lambda: membership.tpr_at_fpr(scores, labels, 1e-3), "theirs": theirs}
+    best = side_by_side(fns, repeats)
+    a, b = fns["ours"](), fns["theirs"]()
+    return comparison_row(
+        "tpr_at_fpr (FPR 1e-3) vs scikit-learn roc_curve",
+        f"{len(scores)} scores (half members), quantised to 0.05 (ties)",
+        len(scores),
+        best,
+        f"{a:.6f} vs {b:.6f}",
+        abs(a - b) < 1e-12,
+        SAME_VALUE,
+    )
+
+
+def compare_membership_attacks() -> dict:
+    """Our loss attack against ART's black-box membership inference (an attack
+    model trained on the loss of known members and non-members) on the smoke
+    target: the attack numbers side by side, on the same held-out candidates."""
+    import numpy as np
+    import torch
+    from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
+    from art.estimators.classification import PyTorchClassifier
+    from sklearn.metrics import roc_auc_score
+
+    from mlsafety import recipes
+    from mlsafety.grading import load_module
+
+    membership = load_module("membership", "security1", "solution")
+    data = recipes.privacy_data("smoke")
+    model = recipes.load("privacy_target", "smoke")
+    x, y = data["x"], data["y"]
+    members, non_members = data["members"], data["non_members"]
+    half = len(members) // 2  # ART's attack model trains on the first halves
+    test = torch.cat([members[half:], non_members[half:]])
+    labels = np.r_[np.ones(len(members) - half), np.zeros(len(non_members) - half)]
+    classifier = PyTorchClassifier(
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    art = MembershipInferenceBlackBox(classifier, input_type="loss", attack_model_type="rf")
+    started = time.perf_counter()
+    art.fit(
+        x[members[:half]].numpy(),
+        y[members[:half]].numpy(),
+        x[non_members[:half]].numpy(),
+        y[non_members[:half]].numpy(),
+    )
+    theirs = art.infer(x[test].numpy(), y[test].numpy(), probabilities=True).reshape(-1)
+    theirs_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ours = membership.loss_threshold_attack(model, x[test], y[test]).numpy()
+    ours_s = time.perf_counter() - started
+    auc_ours, auc_theirs = roc_auc_score(labels, ours), roc_auc_score(labels, theirs)
+    return comparison_row(
+        "loss_threshold_attack vs ART MembershipInferenceBlackBox (loss, random forest)",
+        f"privacy_target (smoke), {len(test)} held-out candidates (half members)",
+        len(test),
+        {"ours": ours_s, "theirs": theirs_s},
+        f"AUC {auc_ours:.3f} vs {auc_theirs:.3f} (ART fits its attack model on "
+        f"{2 * half} other candidates)",
+        abs(auc_ours - auc_theirs) < 0.1,
+        "attack AUC within 0.1",
+    )
+
+
+def bench_security1(repeats: int) -> dict:
+    """Security lab 1: the self-check against the floor, the notebook at smoke (and
+    at cpu where MNIST is present), and the comparisons."""
+    from mlsafety.assets import dataset, dataset_state
+    from mlsafety.hardware import PROFILES
+    from mlsafety.weeks import find_week
+
+    folder = find_week("security1")
+    out = {"self_check": bench_weeks({"security1": folder}, repeats)}
+    notebook = {"week": "S1", "lab": folder.name}
+    for profile in ("smoke", "cpu", "gpu"):
+        name = PROFILES[profile].dataset
+        present = name == "digits" or dataset_state(dataset(name)) == "verified"
+        wanted = profile != "gpu" or gpu_name() is not None
+        notebook[f"{profile}_s"] = (
+            round(run_notebook(folder / "lab.ipynb", profile), 1) if present and wanted else None
+        )
+    out["notebook"] = notebook
+    print(f"security1 notebook: {notebook}", flush=True)
+    rows = [
+        compare_dp_sgd_step(repeats),
+        compare_per_sample_gradients(repeats),
+        compare_accountant(repeats),
+        compare_tpr_at_fpr(repeats),
+        compare_membership_attacks(),
+    ]
+    if gpu_name():
+        rows.append(compare_dp_sgd_step(repeats, "cuda"))
+    for row in rows:
+        print(f"security1 compare: {row}", flush=True)
+    out["compare"] = rows
+    return out
+
+
+def render_security1(result: dict) -> list[str]:
+    out = ["## Security lab 1 (privacy)", ""]
+    out += _table(
+        ["lab", "floor (s)", "self-check (s)", "ratio", "goal met"],
+        [
+            [r["lab"], r["floor_s"], r["self_check_s"], r["ratio"]]
+            + [_mark(r["ratio"] <= GOALS["week_ratio"])]
+            for r in result["self_check"]
+        ],
+    )
+    nb = result["notebook"]
+    out += _table(
+        ["notebook", "smoke (s)", "cpu (s)", "gpu (s)", "goal met"],
+        [
+            [nb["lab"], nb["smoke_s"]]
+            + [nb.get(f"{p}_s") or "not measured" for p in ("cpu", "gpu")]
+            + [
+                _mark(
+                    all(
+                        (nb.get(f"{p}_s") or 0) <= GOALS[f"notebook_{p}_s"]
+                        for p in ("smoke", "cpu", "gpu")
+                    )
+                )
+            ]
+        ],
+    )
+    out += _table(
+        ["comparison", "setting", "ours (ex/s)", "theirs (ex/s)", "speed ratio", "results"],
+        [
+            [
+                r["comparison"],
+                r["setting"],
+                r["ours_per_s"],
+                r["theirs_per_s"],
+                r["speed_ratio"],
+                r["agreement"] + ("" if r["agrees"] else " (**differ**)"),
+            ]
+            for r in result["compare"]
+        ],
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- #
 # Report.
 # --------------------------------------------------------------------------- #
 
@@ -689,6 +993,8 @@ def render(report: dict) -> str:
             ["profile", "checkpoint", "seconds"],
             [[r["profile"], r["checkpoint"], r["seconds"]] for r in report["recipes"]],
         )
+    if "security1" in report:
+        out += render_security1(report["security1"])
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -719,6 +1025,8 @@ def main(argv: list[str] | None = None) -> int:
         report["jupyter"] = bench_jupyter(args.repeats)
     if "recipes" in sections:
         report["recipes"] = bench_recipes()
+    if "security1" in sections:
+        report["security1"] = bench_security1(args.repeats)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")

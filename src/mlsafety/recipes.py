@@ -325,3 +325,187 @@ _register("standard_cnn", "standard", "SmallCNN trained on clean data")
 _register("adversarial_cnn", "adversarial", "SmallCNN adversarially trained with L-inf PGD")
 _register("mixup_cnn", "mixup", "SmallCNN trained with Mixup")
 _register("trojaned_cnn", "trojaned", "SmallCNN trained on BadNets-poisoned data")
+
+
+# --------------------------------------------------------------------------- #
+# Security lab 1 (privacy): an overfit target, the same target trained with
+# DP-SGD, and shadow models that double as LiRA's OUT reference models.
+# --------------------------------------------------------------------------- #
+
+# Sizes per profile. The candidates of the membership experiment are the first
+# 2 * members training images: the first half trained the target (members), the
+# second half did not (non-members). Each shadow model draws its own shard of
+# 2 * members images after them and trains on the first half of its shard.
+PRIVACY_SHADOWS = 4  # one checkpoint each: privacy_shadow0 ... privacy_shadow3
+PRIVACY = {
+    "smoke": {
+        "members": 128,
+        "shadows": PRIVACY_SHADOWS,
+        "epochs": 60,
+        "dp_epochs": 15,
+        "batch_size": 32,
+    },
+    "cpu": {
+        "members": 2000,
+        "shadows": PRIVACY_SHADOWS,
+        "epochs": 30,
+        "dp_epochs": 15,
+        "batch_size": 64,
+    },
+    "gpu": {
+        "members": 5000,
+        "shadows": PRIVACY_SHADOWS,
+        "epochs": 40,
+        "dp_epochs": 20,
+        "batch_size": 128,
+    },
+}
+# DP-SGD of privacy_target_dp: Poisson sampling at rate batch_size / members.
+PRIVACY_DP = {"max_norm": 1.0, "noise_multiplier": 2.0, "lr": 0.5, "delta": 1e-5}
+
+
+def privacy_data(profile: Profile | str | None = None) -> dict:
+    """The membership experiment's data at ``profile``: ``x`` and ``y`` (the
+    first ``(2 + 2 * shadows) * members`` training images of the profile's
+    dataset), ``members`` and ``non_members`` (index tensors of the target's
+    candidates, the first ``2 * members`` images) and ``shards``: per shadow
+    model, ``(in, out)`` index tensors of its own ``2 * members`` images.
+
+    Each pair of halves is class-balanced (its class counts differ by at most
+    one): with the few hundred candidates of the smoke profile, a chance
+    difference in the classes of members and non-members would otherwise let a
+    model that learnt only the members' class frequencies look like it leaks."""
+    import torch
+
+    from mlsafety.data import load_tensors
+
+    profile = _profile(profile)
+    m, k = PRIVACY[profile.name]["members"], PRIVACY[profile.name]["shadows"]
+    x, y = load_tensors(profile.dataset, train=True, limit=(2 + 2 * k) * m)
+    if len(x) < (2 + 2 * k) * m:
+        raise SetupError(
+            f"{profile.dataset} has {len(x)} training images, {(2 + 2 * k) * m} needed"
+        )
+
+    def halves(start: int):
+        block = torch.arange(start, start + 2 * m)
+        by_class = block[torch.argsort(y[block], stable=True)]  # class by class, in order
+        return by_class[0::2].sort().values, by_class[1::2].sort().values
+
+    members, non_members = halves(0)
+    return {
+        "x": x,
+        "y": y,
+        "members": members,
+        "non_members": non_members,
+        "shards": [halves((2 + 2 * i) * m) for i in range(k)],
+    }
+
+
+def _privacy_settings(profile: Profile, kind: str, shadow: int | None = None) -> dict:
+    settings = {
+        "dataset": profile.dataset,
+        **PRIVACY[profile.name],
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "width": 16,
+        "seed": _SEED + (shadow + 1 if shadow is not None else 0),
+        "recipe_version": 2,  # 2: class-balanced halves
+    }
+    if shadow is not None:
+        settings["shard"] = shadow
+    if kind == "dp":
+        settings |= {
+            "optimizer": "sgd",
+            "dp": dict(PRIVACY_DP),
+            "sampling": "Poisson",
+            "solution": "dpsgd.py of security1",
+        }
+    return settings
+
+
+def _train_privacy(profile: Profile, device, kind: str, shadow: int | None = None):
+    import torch
+    import torch.nn.functional as F
+
+    from mlsafety.data import loader
+    from mlsafety.grading import load_module
+    from mlsafety.models import SmallCNN
+
+    s = _privacy_settings(profile, kind, shadow)
+    data = privacy_data(profile)
+    train = data["members"] if shadow is None else data["shards"][shadow][0]
+    x, y = data["x"][train], data["y"][train]
+    torch.manual_seed(s["seed"])
+    model = SmallCNN(x.shape[1], 10, s["width"], x.shape[-1]).to(device)
+    model.train()
+    if kind == "dp":
+        dpsgd = load_module("dpsgd", "security1", "solution")
+        opt = torch.optim.SGD(model.parameters(), lr=s["dp"]["lr"])
+        g = torch.Generator().manual_seed(s["seed"])
+        noise = torch.Generator(device=device).manual_seed(s["seed"] + 1)
+        rate = s["batch_size"] / len(x)
+        for _ in range(s["dp_epochs"] * round(1 / rate)):
+            batch = dpsgd.poisson_sample(len(x), rate, g)
+            dpsgd.dp_sgd_step(
+                model,
+                opt,
+                x[batch].to(device),
+                y[batch].to(device),
+                max_norm=s["dp"]["max_norm"],
+                noise_multiplier=s["dp"]["noise_multiplier"],
+                expected_batch_size=s["batch_size"],
+                generator=noise,
+            )
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
+        for epoch in range(s["epochs"]):
+            for xb, yb in loader(x, y, s["batch_size"], shuffle=True, seed=s["seed"] + epoch):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(xb.to(device)), yb.to(device)).backward()
+                opt.step()
+    model.eval()
+    model = model.cpu()
+    return model, _privacy_metrics(model, profile, data, s, kind, shadow)
+
+
+def _privacy_metrics(model, profile, data, s, kind, shadow) -> dict:
+    import torch
+
+    from mlsafety.data import load_tensors
+
+    train = data["members"] if shadow is None else data["shards"][shadow][0]
+    x_test, y_test = load_tensors(profile.dataset, train=False, limit=profile.eval_examples)
+    with torch.no_grad():
+        train_acc = (model(data["x"][train]).argmax(1) == data["y"][train]).float().mean()
+        test_acc = (model(x_test).argmax(1) == y_test).float().mean()
+    metrics = {
+        "train_accuracy": round(train_acc.item(), 4),
+        "clean_accuracy": round(test_acc.item(), 4),
+    }
+    if kind == "dp":
+        from mlsafety.grading import load_module
+
+        accountant = load_module("accountant", "security1", "solution")
+        rate = s["batch_size"] / len(train)
+        steps = s["dp_epochs"] * round(1 / rate)
+        orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+        rdp = accountant.rdp_subsampled_gaussian(rate, s["dp"]["noise_multiplier"], steps, orders)
+        eps, _ = accountant.epsilon_from_rdp(rdp, orders, s["dp"]["delta"])
+        metrics["epsilon"] = round(eps, 3)
+    return metrics
+
+
+def _register_privacy(name: str, kind: str, description: str, shadow: int | None = None) -> None:
+    def build(profile: Profile, device="cpu"):
+        return _train_privacy(profile, device, kind, shadow)
+
+    recipe(name, lambda p: _privacy_settings(p, kind, shadow), description)(build)
+
+
+_register_privacy("privacy_target", "standard", "SmallCNN overfit on the members (security1)")
+_register_privacy("privacy_target_dp", "dp", "SmallCNN trained on the members with DP-SGD")
+for _k in range(PRIVACY_SHADOWS):
+    _register_privacy(
+        f"privacy_shadow{_k}", "standard", f"shadow / OUT reference model {_k}", shadow=_k
+    )
