@@ -177,7 +177,14 @@ def dataset_state(entry: Dataset, root: Path | None = None, deep: bool = False) 
     they were unpacked; ``deep`` re-hashes every file. The offline digits are
     always re-hashed (a few megabytes), and their tensor caches checked.
     """
-    from mlsafety.data import SMOKE_MANIFEST, sha256_file, smoke_problem, tensor_cache_problems
+    from mlsafety.data import (
+        SMOKE_MANIFEST,
+        is_pickle_batch,
+        pickle_problem,
+        sha256_file,
+        smoke_problem,
+        tensor_cache_problems,
+    )
 
     folder = dataset_folder(entry, root)
     if entry.generated:
@@ -203,6 +210,11 @@ def dataset_state(entry: Dataset, root: Path | None = None, deep: bool = False) 
         touched = path.stat().st_mtime_ns != info.get("mtime_ns", path.stat().st_mtime_ns)
         if (deep or touched) and sha256_file(path) != info["sha256"]:
             return f"corrupt: {rel} does not match its sha256"
+        # the stamp sits beside the files: a pickle is handed to torchvision only
+        # once it is known to hold plain data
+        problem = pickle_problem(path) if is_pickle_batch(rel) else None
+        if problem:
+            return f"corrupt: {rel} is {problem}"
     return "verified"
 
 
@@ -316,10 +328,11 @@ def _copy_verified(remote: RemoteFile, source: Path, folder: Path, label: str) -
 def install(entry: Dataset, files: list[Path], root: Path) -> Path:
     """Unpack verified ``files`` into a temporary folder beside the target,
     stamp it, and rename it into place (replacing a stale copy)."""
-    from mlsafety.data import sha256_file
+    from mlsafety.data import sha256_file, sweep_leftovers
 
     root.mkdir(parents=True, exist_ok=True)
     final = root / entry.folder
+    sweep_leftovers(root, f".staging-{entry.name}-")  # what a killed install left behind
     with tempfile.TemporaryDirectory(dir=root, prefix=f".staging-{entry.name}-") as tmp:
         staged = Path(tmp) / entry.folder
         _unpack(entry, files, Path(tmp), staged)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mlsafety import SetupError
-from mlsafety.data import file_problem, sha256_file
+from mlsafety.data import file_problem, sha256_file, sweep_leftovers
 
 
 def save_checkpoint(model: nn.Module, path: Path, meta: dict | None = None) -> str:
@@ -28,6 +28,7 @@ def save_checkpoint(model: nn.Module, path: Path, meta: dict | None = None) -> s
         "config": dict(getattr(model, "config", {})),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    sweep_leftovers(path.parent, f".{path.name}.")  # what a killed build left behind
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:

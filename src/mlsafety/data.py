@@ -20,6 +20,8 @@ import hashlib
 import json
 import os
 import pickle
+import re
+import shutil
 import struct
 import sys
 import tempfile
@@ -109,7 +111,11 @@ def sweep_leftovers(folder: Path, prefix: str = ".", age: float = 3600.0) -> Non
         return
     for path in Path(folder).glob(f"{prefix}*"):
         try:
-            if path.is_file() and time.time() - path.stat().st_mtime > age:
+            if time.time() - path.stat().st_mtime <= age:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
                 path.unlink()
         except OSError:
             pass  # not ours to remove (read-only root) or gone already
@@ -265,6 +271,9 @@ def smoke_problem(root: Path) -> str | None:
         return "written by an older version"
     for rel, hashes in files.items():
         problem = file_problem(Path(root) / rel, hashes)
+        if not problem and is_pickle_batch(rel):
+            # the manifest sits beside the files: a matching hash is not proof enough
+            problem = pickle_problem(Path(root) / rel)
         if problem:
             return f"{rel}: {problem}"
     return None
@@ -309,8 +318,8 @@ def _cifar_with_manifest():
                 path = Path(self.root) / rel
                 if not path.exists() or sha256_file(path) != self.manifest[rel]["sha256"]:
                     return False
-            # the manifest sits beside the files: a matching hash is not proof enough
-            # to hand a pickle to torchvision's plain pickle.load
+            # a matching hash is not proof enough to hand a pickle to torchvision's
+            # plain pickle.load: the manifest sits beside the files
             refuse_unsafe_pickles(Path(self.root) / self.base_folder, names, "PROFILE=smoke")
             return super()._check_integrity()
 
@@ -333,6 +342,11 @@ class _PlainDataUnpickler(pickle.Unpickler):
         if (module, name) not in PICKLE_GLOBALS:
             raise pickle.UnpicklingError(f"it refers to {module}.{name}")
         return super().find_class(module, name)
+
+
+def is_pickle_batch(rel: str) -> bool:
+    """Whether ``rel`` names a CIFAR-10 batch, a python pickle."""
+    return re.fullmatch(r"data_batch_\d+|test_batch|batches\.meta", Path(rel).name) is not None
 
 
 def pickle_problem(path: Path) -> str | None:
@@ -385,11 +399,7 @@ def load_torchvision(name: str, train: bool, root: Path | None = None):
         return datasets.MNIST(folder, train=train, download=False)
     if name == "fashion-mnist":
         return datasets.FashionMNIST(folder, train=train, download=False)
-    if name == "cifar10":
-        batches = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-        refuse_unsafe_pickles(
-            folder / "cifar-10-batches-py", [*batches, "batches.meta"], "PROFILE=gpu"
-        )
+    if name == "cifar10":  # require_dataset has checked its pickles hold plain data
         return datasets.CIFAR10(folder, train=train, download=False)
     if train:
         raise SetupError("only the test split of SVHN is part of the labs (an OOD set)")
@@ -456,13 +466,15 @@ def tensor_cache_folders(root: Path | None = None) -> list[Path]:
 def tensor_cache_problems(root: Path | None = None) -> dict[Path, str]:
     """Every tensor cache file of the current digits that does not match the
     record written with it."""
+    key, folders = fingerprint("digits"), tensor_cache_folders(root)
+    names = sorted({p.name for f in folders if f.is_dir() for p in f.glob(f"*-{key}.pt")})
     problems = {}
-    key = fingerprint("digits")
-    for folder in tensor_cache_folders(root):
-        for path in sorted(folder.glob(f"*-{key}.pt")) if folder.is_dir() else []:
-            problem = file_problem(path, _tensor_record(path))
-            if problem:
-                problems[path] = problem
+    for name in names:  # one intact copy (the user cache's, say) is what loading uses
+        found = {f / name: file_problem(f / name, _tensor_record(f / name)) for f in folders}
+        found = {path: problem for path, problem in found.items() if path.exists()}
+        if all(found.values()):
+            path = next(iter(found))
+            problems[path] = found[path]
     return problems
 
 

@@ -186,7 +186,8 @@ def _check_checkpoint(report: Report, entry, profile, data_ok: bool) -> None:
             f"; {fix} rebuilds it (CPU builds are reproducible on one machine type only)"
         )
         return
-    report.problems.append(f"checkpoint {entry.name} is {state}: {fix} rebuilds it")
+    at = f" at {path}" if path else ""
+    report.problems.append(f"checkpoint {entry.name}{at} is {state}: {fix} rebuilds it")
 
 
 def _first_line(err: Exception) -> str:
