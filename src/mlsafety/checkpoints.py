@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mlsafety import SetupError
-from mlsafety.data import file_problem, sha256_file, sweep_leftovers
+from mlsafety.data import file_problem, load_error, sha256_file, sweep_leftovers
 
 
 def save_checkpoint(model: nn.Module, path: Path, meta: dict | None = None) -> str:
@@ -79,12 +79,10 @@ def _safe_load(path: Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise SetupError(
-            f"holds objects other than tensors and was refused unopened "
-            f"({str(err).splitlines()[0][:120]})"
+            f"holds objects other than tensors and was refused unopened ({load_error(err)})"
         ) from None
     except Exception as err:  # noqa: BLE001 - a truncated zip, a bad header: unreadable
-        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise SetupError(f"cannot be read ({first})") from None
+        raise SetupError(f"cannot be read ({load_error(err)})") from None
     if not isinstance(payload, dict) or not {"class", "config", "state_dict"} <= set(payload):
         raise SetupError("is not a checkpoint written by save_checkpoint")
     return payload

@@ -99,9 +99,27 @@ def file_problem(path: Path, record: dict | None) -> str | None:
     return None
 
 
+def load_error(err: Exception) -> str:
+    """A loader's error in a few words: what a refused pickle names (``it
+    refers to io.open``), else the first sentence, without terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    named = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(
+        r"refers to (\S+)", text
+    )
+    if named:
+        return f"it refers to {named.group(1)}"
+    first = text.strip().split(". ")[0].splitlines()[0] if text.strip() else ""
+    return first[:120] or type(err).__name__
+
+
+_NOTED: set[str] = set()
+
+
 def note(message: str) -> None:
-    """One line on stderr about something repaired on the way."""
-    print(f"mlsafety: {message}", file=sys.stderr, flush=True)
+    """One line on stderr about something repaired on the way (once per process)."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"mlsafety: {message}", file=sys.stderr, flush=True)
 
 
 def sweep_leftovers(folder: Path, prefix: str = ".", age: float = 3600.0) -> None:
@@ -357,9 +375,7 @@ def pickle_problem(path: Path) -> str | None:
         with open(path, "rb") as f:
             _PlainDataUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        return (
-            f"not plain data: {str(err).splitlines()[0][:120] if str(err) else type(err).__name__}"
-        )
+        return f"not plain data: {load_error(err)}"
     except OSError as err:
         return f"unreadable ({err.strerror or err})"
     return None
@@ -465,13 +481,14 @@ def tensor_cache_folders(root: Path | None = None) -> list[Path]:
 
 def tensor_cache_problems(root: Path | None = None) -> dict[Path, str]:
     """Every tensor cache file of the current digits that does not match the
-    record written with it."""
+    record written with it or that the safe loader refuses (its record sits
+    beside it: a matching hash alone is not proof enough)."""
     key, folders = fingerprint("digits"), tensor_cache_folders(root)
     names = sorted({p.name for f in folders if f.is_dir() for p in f.glob(f"*-{key}.pt")})
     problems = {}
     for name in names:  # one intact copy (the user cache's, say) is what loading uses
-        found = {f / name: file_problem(f / name, _tensor_record(f / name)) for f in folders}
-        found = {path: problem for path, problem in found.items() if path.exists()}
+        found = {f / name: _load_tensor_cache(f / name) for f in folders if (f / name).exists()}
+        found = {path: got if isinstance(got, str) else None for path, got in found.items()}
         if all(found.values()):
             path = next(iter(found))
             problems[path] = found[path]
@@ -497,8 +514,10 @@ def _load_tensor_cache(path: Path):
     try:
         payload = torch.load(path, weights_only=True)
         return payload["data"], payload["targets"]
+    except pickle.UnpicklingError as err:
+        return f"refused unopened: {load_error(err)}"
     except Exception as err:  # noqa: BLE001 - any failure to read means: rebuild it
-        return f"unreadable ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})"
+        return f"unreadable: {load_error(err)}"
 
 
 def _read_digits_cached(name: str, train: bool):
