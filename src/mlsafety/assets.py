@@ -188,6 +188,11 @@ def dataset_state(entry: Dataset, root: Path | None = None, deep: bool = False) 
 
     folder = dataset_folder(entry, root)
     if entry.generated:
+        baked = data_root() / entry.folder
+        if root is None and folder != baked and (baked / SMOKE_MANIFEST).exists():
+            problem = smoke_problem(baked)  # why the user cache's copy is the one used
+            if problem and not (folder / SMOKE_MANIFEST).exists():
+                return f"corrupt: {problem} (in the read-only data root)"
         if not (folder / SMOKE_MANIFEST).exists():
             return "missing"
         problem = smoke_problem(folder)
