@@ -51,9 +51,9 @@ endif
 
 setup: $(STAMP) ## Build the .venv from environments/ (seconds when already built)
 
-lab: $(STAMP) ## Fetch/build what PROFILE needs (skipped when present), start JupyterLab with a token
+lab: $(STAMP) ## Fetch/build what PROFILE needs (skipped when present), start JupyterLab with a token on PORT or the next free one
 	@$(BIN)/mlsafety data --quiet $(if $(PROFILE),--profile $(PROFILE)) || \
-		echo "mlsafety: starting anyway; MLSAFETY_PROFILE=smoke runs every lab on offline data"
+		echo 'mlsafety: starting anyway; `make lab PROFILE=smoke` runs every lab on offline data'
 	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) || true
 	$(if $(PROFILE),MLSAFETY_PROFILE=$(PROFILE)) $(BIN)/mlsafety lab --port $(PORT)
 

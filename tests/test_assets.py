@@ -4,6 +4,7 @@ loaders (served from 127.0.0.1), the checkpoint lock file and `make doctor`."""
 import dataclasses
 import hashlib
 import io
+import os
 import re
 import socket
 import tarfile
@@ -18,7 +19,7 @@ from mlsafety.data import load_tensors
 from mlsafety.download import RemoteFile
 from mlsafety.hardware import PROFILES
 
-from .conftest import BIN, run
+from .conftest import BIN, ROOT, run
 
 FAST = {"timeout": 2.0, "retries": 1, "backoff": 0.01}
 
@@ -184,8 +185,11 @@ def test_damage_after_install_is_reported_in_one_line(
     folder, _ = fetch_dataset("mnist", tmp_path, progress=False, **FAST)
     images = folder / "raw" / "t10k-images-idx3-ubyte"
     data = bytearray(images.read_bytes())
-    data[100] ^= 0xFF  # same size: only a deep check sees it
+    data[100] ^= 0xFF  # same size, but modified since unpacked: the quick check re-hashes it
+    unpacked = images.stat()
     images.write_bytes(bytes(data))
+    assert "does not match its sha256" in dataset_state(served_manifest["mnist"], tmp_path)
+    os.utime(images, ns=(unpacked.st_atime_ns, unpacked.st_mtime_ns))  # now only a deep check
     assert dataset_state(served_manifest["mnist"], tmp_path) == "verified"
     assert "does not match its sha256" in dataset_state(served_manifest["mnist"], tmp_path, True)
     images.write_bytes(bytes(data[:-10]))  # truncated: loading refuses it
@@ -252,7 +256,9 @@ def test_doctor_lists_what_is_missing_then_passes(tmp_path, monkeypatch, capsys)
     data[-1] ^= 0xFF
     checkpoint.write_bytes(bytes(data))
     assert main(["doctor", "--profile", "smoke"]) == 1
-    assert "checkpoint standard_cnn is corrupt: delete it" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"checkpoint standard_cnn at {checkpoint} is corrupt: " in out, out
+    assert "`make assets PROFILE=smoke` rebuilds it" in out, out
 
 
 def test_make_doctor_and_data_report_in_one_line_per_problem(tmp_path):
@@ -277,3 +283,19 @@ def test_doctor_warns_when_the_gpu_profile_is_forced_without_cuda(monkeypatch):
     report = doctor.diagnose("gpu", port=1)
     assert any("gpu profile on a machine without CUDA" in w for w in report.warnings)
     assert ("profile", "gpu (from --profile)") in report.lines
+
+
+def test_every_make_command_in_a_message_uses_the_makefiles_variables():
+    """Messages name `make data PROFILE=smoke` as the README does, never a
+    variable the Makefile does not read (`make data MLSAFETY_PROFILE=smoke`)."""
+    declared = set(re.findall(r"^([A-Z][A-Z0-9_]*) \?=", (ROOT / "Makefile").read_text(), re.M))
+    sources = [*sorted((ROOT / "src" / "mlsafety").glob("*.py")), ROOT / "Makefile"]
+    sources += [ROOT / "README.md", *sorted(ROOT.glob("labs/*/README.md"))]
+    pattern = re.compile(r"\bmake ([a-z][\w%-]*(?: +[A-Z][A-Z0-9_]*=[^\s`'\"]*)+)")
+    for path in sources:
+        for command in pattern.findall(path.read_text()):
+            for var in re.findall(r"\b([A-Z][A-Z0-9_]*)=", command):
+                assert var in declared, (
+                    f"{path.relative_to(ROOT)}: `make {command}` sets {var}, which the Makefile "
+                    f"does not read; use one of {', '.join(sorted(declared))}"
+                )

@@ -1,6 +1,7 @@
 """`make lab`'s server: a real JupyterLab on loopback that refuses requests without the token."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -79,3 +80,51 @@ def test_the_lab_server_answers_only_with_the_token():
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/lab?token=s3cret-token-for-test" in out
+
+
+@pytest.mark.timeout(150)
+def test_a_busy_port_moves_to_the_next_and_the_url_waits_for_the_server():
+    token = "busy-port-token-for-test"
+    with socket.socket() as taken:  # something else holds the preferred port on 127.0.0.1
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = subprocess.Popen(
+            [str(BIN / "mlsafety"), "lab", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "JUPYTER_TOKEN": token},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            lines = []
+            for line in proc.stdout:  # the spec's timeout bounds a server that never answers
+                lines.append(line)
+                if "mlsafety: JupyterLab on http" in line:
+                    break
+            moved = [x for x in lines if f"port {port} is busy; using " in x]
+            assert moved, f"no line says port {port} is busy: {lines}"
+            chosen = int(re.search(r"using (\d+)", moved[0]).group(1))
+            assert chosen != port and f"127.0.0.1:{chosen}/lab?token={token}" in lines[-1], lines
+            assert not any(f":{port}/" in x for x in lines), f"a URL on the busy port: {lines}"
+            # printed only once the server answered, so it answers at once
+            assert status(f"http://127.0.0.1:{chosen}/api/status?token={token}") == 200
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.communicate(timeout=30)
+
+
+def test_no_url_is_printed_for_a_server_that_stopped():
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a server process that has exited
+    script = (
+        "from mlsafety import lab; "
+        f"lab._announce_when_ready({gone.pid}, 'http://127.0.0.1:{free_port()}', 't', ['URL'])"
+    )
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and "URL" not in result.stdout, result.stdout
+    assert "JupyterLab stopped before it answered" in result.stdout

@@ -4,8 +4,12 @@ how datasets are fetched and unpacked, and whether what is on disk is right.
 A dataset is fetched into ``<data root>/.downloads``, checked against its
 sha256, unpacked into a temporary folder and renamed into place in one step,
 with a stamp (``.mlsafety-asset.json``) recording the archives' hashes and the
-size and sha256 of every unpacked file. So a folder under the data root is
-either complete and verified or absent; nothing half-written is ever read.
+size, modification time and sha256 of every unpacked file. So a folder under
+the data root is either complete and verified or absent; nothing half-written
+is ever read. Loading checks every file's size, and re-hashes a file whose
+modification time changed since it was unpacked (cheap: untouched files are
+not re-read). When the data root is read-only (a baked image), `make data`
+installs a repaired copy into the user cache instead, and loading looks there.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 from mlsafety import SetupError
 from mlsafety.download import RemoteFile, fetch_file
-from mlsafety.paths import data_root, repo_root, retire, writable
+from mlsafety.paths import data_root, repo_root, retire, user_cache, writable
 
 STAMP = ".mlsafety-asset.json"
 LAYOUTS = ("mnist", "tar", "copy")
@@ -141,31 +145,61 @@ def read_stamp(folder: Path) -> dict | None:
 
 def dataset_folder(entry: Dataset, root: Path | None = None) -> Path:
     """Where dataset ``entry`` lives: ``<root>/<folder>``; the offline data
-    falls back to a user cache when the default data root is read-only."""
+    falls back to a user cache when the default data root is read-only, and so
+    does a published dataset repaired there by `make data`."""
     if entry.generated and root is None:
         from mlsafety.data import smoke_root
 
         return smoke_root()
-    return Path(root or data_root()) / entry.folder
+    return Path(root or _dataset_root(entry)) / entry.folder
+
+
+def cache_root() -> Path:
+    """Where `make data` installs datasets when the data root is read-only."""
+    return user_cache() / "datasets"
+
+
+def _dataset_root(entry: Dataset) -> Path:
+    """The data root, or the user cache when that holds the only intact copy."""
+    root = data_root()
+    if writable(root) or dataset_state(entry, root) == "verified":
+        return root
+    if dataset_state(entry, cache_root()) == "verified":
+        return cache_root()
+    return root
 
 
 def dataset_state(entry: Dataset, root: Path | None = None, deep: bool = False) -> str:
     """``"verified"``, ``"missing"`` or ``"corrupt: <why>"`` for a dataset.
 
     The quick check (what loading does) compares the stamp with the manifest
-    and every unpacked file's size; ``deep`` also re-hashes every file.
+    and every unpacked file's size, and re-hashes the files modified since
+    they were unpacked; ``deep`` re-hashes every file. The offline digits are
+    always re-hashed (a few megabytes), and their tensor caches checked.
     """
-    from mlsafety.data import SMOKE_MANIFEST, sha256_file, verify_smoke_data
+    from mlsafety.data import (
+        SMOKE_MANIFEST,
+        is_pickle_batch,
+        pickle_problem,
+        sha256_file,
+        smoke_problem,
+        tensor_cache_problems,
+    )
 
     folder = dataset_folder(entry, root)
     if entry.generated:
+        baked = data_root() / entry.folder
+        if root is None and folder != baked and (baked / SMOKE_MANIFEST).exists():
+            problem = smoke_problem(baked)  # why the user cache's copy is the one used
+            if problem and not (folder / SMOKE_MANIFEST).exists():
+                return f"corrupt: {problem} (in the read-only data root)"
         if not (folder / SMOKE_MANIFEST).exists():
             return "missing"
-        try:
-            if deep:
-                verify_smoke_data(folder)
-        except SetupError:
-            return "corrupt: a file does not match its sha256"
+        problem = smoke_problem(folder)
+        if problem:
+            return f"corrupt: {problem}"
+        for path, problem in tensor_cache_problems(folder).items():
+            return f"corrupt: tensor cache {path} is damaged ({problem})"
         return "verified"
     if not folder.exists():
         return "missing"
@@ -178,20 +212,27 @@ def dataset_state(entry: Dataset, root: Path | None = None, deep: bool = False) 
         path = folder / rel
         if not path.is_file() or path.stat().st_size != info["size"]:
             return f"corrupt: {rel} is missing or has the wrong size"
-        if deep and sha256_file(path) != info["sha256"]:
+        touched = path.stat().st_mtime_ns != info.get("mtime_ns", path.stat().st_mtime_ns)
+        if (deep or touched) and sha256_file(path) != info["sha256"]:
             return f"corrupt: {rel} does not match its sha256"
+        # the stamp sits beside the files: a pickle is handed to torchvision only
+        # once it is known to hold plain data
+        problem = pickle_problem(path) if is_pickle_batch(rel) else None
+        if problem:
+            return f"corrupt: {rel} is {problem}"
     return "verified"
 
 
 def require_dataset(name: str, root: Path | None = None) -> Path:
     """The folder of fetched dataset ``name``, or one line saying what to run."""
     entry = dataset(name)
-    root = Path(root or data_root())
+    root = Path(root or _dataset_root(entry))
     state = dataset_state(entry, root)
     if state != "verified":
         raise SetupError(
             f"dataset {name!r} is {state} at {root / entry.folder}; "
-            f"fetch it with `{entry.fetch_command}` (nothing downloads at lab time)"
+            f"{'repair' if state.startswith('corrupt') else 'fetch'} it with "
+            f"`{entry.fetch_command}` (nothing downloads at lab time)"
         )
     return root
 
@@ -210,27 +251,48 @@ def fetch_dataset(
 ) -> tuple[Path, str]:
     """Make dataset ``name`` present and verified under ``root`` (default: the
     data root). Returns the folder and what happened: ``"present"``,
-    ``"fetched"``, ``"copied"`` or ``"written"`` (offline data).
+    ``"fetched"``, ``"copied"``, ``"written"`` (offline data) or
+    ``"repaired"`` (a damaged copy replaced, or a damaged tensor cache of the
+    offline data rebuilt).
 
-    With ``source``, the files are taken from that folder (a shared drive, a
-    USB stick, a build context) instead of the network, and checked against
-    the same sha256s."""
+    Every file of a present copy is re-hashed first, so a damaged one is
+    replaced without deleting anything by hand. With the default data root
+    read-only (a baked image), a replacement goes to the user cache, where
+    loading finds it. With ``source``, the files are taken from that folder
+    (a shared drive, a USB stick, a build context) instead of the network, and
+    checked against the same sha256s."""
     entry = dataset(name)
     if entry.generated:
-        from mlsafety.data import write_smoke_data
+        from mlsafety.data import warm_tensor_caches, write_smoke_data
 
         target = dataset_folder(entry, root)
-        present = dataset_state(entry, root) == "verified"
-        return write_smoke_data(target), "present" if present else "written"
+        state = dataset_state(entry, root)
+        folder = write_smoke_data(target)
+        if root is None:
+            warm_tensor_caches(folder)
+        what = "present" if state == "verified" else "written" if state == "missing" else "repaired"
+        return folder, what
+    default = root is None
     root = Path(root or data_root())
     final = root / entry.folder
-    if dataset_state(entry, root) == "verified":
+    state = dataset_state(entry, root, deep=True)
+    if state == "verified":
         return final, "present"
     if not writable(root):
-        raise SetupError(
-            f"dataset {name!r} is missing and the data root {root} is read-only; "
-            f"point MLSAFETY_DATA at a writable folder and run `{entry.fetch_command}`"
+        if default and dataset_state(entry, cache_root(), deep=True) == "verified":
+            return cache_root() / entry.folder, "present"
+        if not default:
+            raise SetupError(
+                f"dataset {name!r} is {state} and the data root {root} is read-only; "
+                f"point MLSAFETY_DATA at a writable folder and run `{entry.fetch_command}`"
+            )
+        from mlsafety.data import note
+
+        note(
+            f"dataset {name!r} is {state} at {final} and the data root is read-only; "
+            f"installing it into the user cache {cache_root()} instead"
         )
+        root, final = cache_root(), cache_root() / entry.folder
     downloads = root / ".downloads" / name
     try:
         if source is not None:
@@ -246,6 +308,8 @@ def fetch_dataset(
         for folder in (downloads, downloads.parent):  # kept only while they hold a .part to resume
             with contextlib.suppress(OSError):
                 folder.rmdir()
+    if state.startswith("corrupt"):
+        return final, "repaired"
     return final, "fetched" if source is None else "copied"
 
 
@@ -269,10 +333,11 @@ def _copy_verified(remote: RemoteFile, source: Path, folder: Path, label: str) -
 def install(entry: Dataset, files: list[Path], root: Path) -> Path:
     """Unpack verified ``files`` into a temporary folder beside the target,
     stamp it, and rename it into place (replacing a stale copy)."""
-    from mlsafety.data import sha256_file
+    from mlsafety.data import sha256_file, sweep_leftovers
 
     root.mkdir(parents=True, exist_ok=True)
     final = root / entry.folder
+    sweep_leftovers(root, f".staging-{entry.name}-")  # what a killed install left behind
     with tempfile.TemporaryDirectory(dir=root, prefix=f".staging-{entry.name}-") as tmp:
         staged = Path(tmp) / entry.folder
         _unpack(entry, files, Path(tmp), staged)
@@ -281,7 +346,11 @@ def install(entry: Dataset, files: list[Path], root: Path) -> Path:
             "dataset": entry.name,
             "archives": {f.name: f.sha256 for f in entry.files},
             "files": {
-                str(p.relative_to(staged)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                str(p.relative_to(staged)): {
+                    "size": p.stat().st_size,
+                    "mtime_ns": p.stat().st_mtime_ns,
+                    "sha256": sha256_file(p),
+                }
                 for p in unpacked
             },
         }

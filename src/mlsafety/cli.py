@@ -88,7 +88,8 @@ def _assets(args) -> int:
     built, drifted = {}, []
     for name in names:
         recipe = manifest().checkpoints[name].recipe
-        path = recipes.ensure(recipe, profile, device=device, quiet=True)
+        # strict: a damaged, unsafe or not-as-locked file is rebuilt, never trusted
+        path = recipes.ensure(recipe, profile, device=device, quiet=True, strict=True)
         status = recipes.lock_status(recipe, profile, path)
         print(f"{name} ({profile.name}): {path}; {status}")
         built[(name, profile.name)] = recipes.lock_record(path)

@@ -6,6 +6,11 @@ scikit-learn's 8x8 digits, rendered once into the very same on-disk formats
 (MNIST idx files and CIFAR-10 python pickles) so the real loaders read it.
 Nothing downloads at lab time: a missing dataset raises one line naming the
 command that fetches it.
+
+Everything derived here is checked before use against what was recorded when
+it was written (the digits' manifest of sha256s, each tensor cache's size and
+sha256), and written again from its source when damaged: a truncated or
+altered cache costs a rebuild and one line on stderr, never a failed lab.
 """
 
 from __future__ import annotations
@@ -15,8 +20,12 @@ import hashlib
 import json
 import os
 import pickle
+import re
+import shutil
 import struct
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from mlsafety import SetupError
@@ -66,6 +75,68 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_record(path: Path) -> dict:
+    """What a written file is checked against later: its size and sha256."""
+    return {"size": Path(path).stat().st_size, "sha256": sha256_file(path)}
+
+
+def file_problem(path: Path, record: dict | None) -> str | None:
+    """Why ``path`` is not the file ``record`` describes (missing, truncated,
+    altered), or None when it is. The size is compared first, so a truncated
+    file costs no hashing."""
+    path = Path(path)
+    if record is None:
+        return "no record of what was written"
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if "size" in record and size != record["size"]:
+        return f"{size} bytes where {record['size']} were written"
+    if sha256_file(path) != record["sha256"]:
+        return "its sha256 differs from the one recorded when it was written"
+    return None
+
+
+def load_error(err: Exception) -> str:
+    """A loader's error in a few words: what a refused pickle names (``it
+    refers to io.open``), else the first sentence, without terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    named = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(
+        r"refers to (\S+)", text
+    )
+    if named:
+        return f"it refers to {named.group(1)}"
+    first = text.strip().split(". ")[0].splitlines()[0] if text.strip() else ""
+    return first[:120] or type(err).__name__
+
+
+_NOTED: set[str] = set()
+
+
+def note(message: str) -> None:
+    """One line on stderr about something repaired on the way (once per process)."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"mlsafety: {message}", file=sys.stderr, flush=True)
+
+
+def sweep_leftovers(folder: Path, prefix: str = ".", age: float = 3600.0) -> None:
+    """Remove temporary files a killed writer left in ``folder`` (those older
+    than ``age`` seconds: younger ones may belong to a writer still running)."""
+    if not Path(folder).is_dir():
+        return
+    for path in Path(folder).glob(f"{prefix}*"):
+        try:
+            if time.time() - path.stat().st_mtime <= age:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            pass  # not ours to remove (read-only root) or gone already
 
 
 def _md5_file(path: Path) -> str:
@@ -137,10 +208,19 @@ def _write_cifar_format(folder: Path, images, labels) -> None:
 
 def smoke_root() -> Path:
     """Folder of the offline digits data: inside the data root, or a user cache
-    when the data root is read-only and holds no baked copy."""
+    when the data root is read-only and holds no intact baked copy."""
     baked = data_root() / SMOKE_FOLDER
-    if (baked / SMOKE_MANIFEST).exists() or writable(baked):
+    if writable(baked):
         return baked
+    if (baked / SMOKE_MANIFEST).exists():
+        problem = smoke_problem(baked)
+        if problem is None:
+            return baked
+        note(
+            f"the offline digits data in the read-only data root is damaged ({problem}); "
+            f"using a copy written from scikit-learn's digits in the user cache "
+            f"{user_cache() / SMOKE_FOLDER}"
+        )
     return user_cache() / SMOKE_FOLDER
 
 
@@ -148,14 +228,24 @@ def write_smoke_data(root: Path | None = None) -> Path:
     """Render the digits into MNIST and CIFAR-10 formats under ``root`` (default
     :func:`smoke_root`), with a manifest of sha256 and md5 hashes. Written into
     a temporary folder and renamed into place, so a half-written copy is never
-    seen. Returns the folder; a verified copy already there is kept."""
+    seen. Returns the folder; an intact copy already there is kept, a damaged
+    or outdated one is written again (one line on stderr says so)."""
     root = Path(root) if root is not None else smoke_root()
     if (root / SMOKE_MANIFEST).exists():
-        if json.loads((root / SMOKE_MANIFEST).read_text()).get("version") == SMOKE_VERSION:
-            verify_smoke_data(root)
+        problem = smoke_problem(root)
+        if problem is None:
             return root
-        retire(root)  # written by an older layout: write it again
+        if not writable(root.parent):
+            raise SetupError(
+                f"offline digits data is damaged at {root} ({problem}) and that folder is "
+                f"read-only; unset MLSAFETY_DATA or point it at a writable folder and run "
+                f"`make data PROFILE=smoke`"
+            )
+        if problem != "written by an older version":
+            note(f"offline digits data at {root} was damaged ({problem}); writing it again")
+        retire(root)
     root.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(root.parent, ".smoke-")
     images28, labels = _digits_images(28, 4)
     images32, _ = _digits_images(32, 4)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=".smoke-") as tmp:
@@ -187,15 +277,34 @@ def _smoke_manifest(root: Path) -> dict:
     return json.loads((root / SMOKE_MANIFEST).read_text())["files"]
 
 
+def smoke_problem(root: Path) -> str | None:
+    """Why the offline digits at ``root`` cannot be used (a file missing,
+    truncated or altered, the manifest unreadable), or None when intact."""
+    try:
+        manifest = json.loads((Path(root) / SMOKE_MANIFEST).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{SMOKE_MANIFEST} is missing or unreadable"
+    if manifest.get("version") != SMOKE_VERSION:
+        return "written by an older version"
+    for rel, hashes in files.items():
+        problem = file_problem(Path(root) / rel, hashes)
+        if not problem and is_pickle_batch(rel):
+            # the manifest sits beside the files: a matching hash is not proof enough
+            problem = pickle_problem(Path(root) / rel)
+        if problem:
+            return f"{rel}: {problem}"
+    return None
+
+
 def verify_smoke_data(root: Path) -> None:
     """Check every smoke file against the manifest's sha256."""
-    for rel, hashes in _smoke_manifest(root).items():
-        path = root / rel
-        if not path.exists() or sha256_file(path) != hashes["sha256"]:
-            raise SetupError(
-                f"offline digits data is corrupted at {path}; delete {root} and run "
-                f"`make data MLSAFETY_PROFILE=smoke` to write it again"
-            )
+    problem = smoke_problem(root)
+    if problem:
+        raise SetupError(
+            f"offline digits data is corrupted at {root} ({problem}); "
+            f"`make data PROFILE=smoke` writes it again"
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -221,14 +330,66 @@ def _cifar_with_manifest():
             super().__init__(root, download=False, **kwargs)
 
         def _check_integrity(self) -> bool:
-            for name, _ in self.train_list + self.test_list + [[self.meta["filename"], None]]:
+            names = [n for n, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+            for name in names:
                 rel = f"{self.base_folder}/{name}"
                 path = Path(self.root) / rel
                 if not path.exists() or sha256_file(path) != self.manifest[rel]["sha256"]:
                     return False
+            # a matching hash is not proof enough to hand a pickle to torchvision's
+            # plain pickle.load: the manifest sits beside the files
+            refuse_unsafe_pickles(Path(self.root) / self.base_folder, names, "PROFILE=smoke")
             return super()._check_integrity()
 
     return ManifestCIFAR10
+
+
+# What the CIFAR-10 batches (the published ones and the digits written here)
+# may refer to: numpy arrays and their dtypes, nothing that runs code.
+PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}")
+        return super().find_class(module, name)
+
+
+def is_pickle_batch(rel: str) -> bool:
+    """Whether ``rel`` names a CIFAR-10 batch, a python pickle."""
+    return re.fullmatch(r"data_batch_\d+|test_batch|batches\.meta", Path(rel).name) is not None
+
+
+def pickle_problem(path: Path) -> str | None:
+    """Why the pickle at ``path`` is not plain data (numpy arrays, lists,
+    strings), or None when it is. Nothing it names outside
+    :data:`PICKLE_GLOBALS` is ever looked up, so nothing in it runs."""
+    try:
+        with open(path, "rb") as f:
+            _PlainDataUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        return f"not plain data: {load_error(err)}"
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    return None
+
+
+def refuse_unsafe_pickles(folder: Path, names: list[str], profile: str) -> None:
+    """Raise one line naming the first of ``folder/<names>`` that is not plain data."""
+    for name in names:
+        problem = pickle_problem(Path(folder) / name)
+        if problem:
+            raise SetupError(
+                f"{Path(folder) / name} was refused unopened ({problem}); "
+                f"`make data {profile}` replaces it"
+            )
 
 
 def load_torchvision(name: str, train: bool, root: Path | None = None):
@@ -254,7 +415,7 @@ def load_torchvision(name: str, train: bool, root: Path | None = None):
         return datasets.MNIST(folder, train=train, download=False)
     if name == "fashion-mnist":
         return datasets.FashionMNIST(folder, train=train, download=False)
-    if name == "cifar10":
+    if name == "cifar10":  # require_dataset has checked its pickles hold plain data
         return datasets.CIFAR10(folder, train=train, download=False)
     if train:
         raise SetupError("only the test split of SVHN is part of the labs (an OOD set)")
@@ -285,7 +446,10 @@ def fingerprint(name: str) -> str:
     hash of the offline data's manifest, or of the sha256s the assets manifest
     names for a published dataset (whose files are checked against them)."""
     if name in ("digits", "digits-cifar"):
-        blob = (write_smoke_data() / SMOKE_MANIFEST).read_bytes()
+        root = smoke_root()
+        if not (root / SMOKE_MANIFEST).exists():  # read only: checking is not writing
+            root = write_smoke_data(root)
+        blob = (root / SMOKE_MANIFEST).read_bytes()
     else:
         from mlsafety.assets import dataset
 
@@ -305,24 +469,107 @@ def _read(name: str, train: bool, root: Path | None):
     return data, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
 
 
+TENSOR_FOLDER = "tensors"
+
+
+def tensor_cache_folders(root: Path | None = None) -> list[Path]:
+    """Where the digits' tensor caches may live: beside the digits, then the
+    user cache (used when the data root is read-only)."""
+    root = Path(root) if root is not None else smoke_root()
+    return [root / TENSOR_FOLDER, user_cache() / TENSOR_FOLDER]
+
+
+def tensor_cache_problems(root: Path | None = None) -> dict[Path, str]:
+    """Every tensor cache file of the current digits that does not match the
+    record written with it or that the safe loader refuses (its record sits
+    beside it: a matching hash alone is not proof enough)."""
+    key, folders = fingerprint("digits"), tensor_cache_folders(root)
+    names = sorted({p.name for f in folders if f.is_dir() for p in f.glob(f"*-{key}.pt")})
+    problems = {}
+    for name in names:  # one intact copy (the user cache's, say) is what loading uses
+        found = {f / name: _load_tensor_cache(f / name) for f in folders if (f / name).exists()}
+        found = {path: got if isinstance(got, str) else None for path, got in found.items()}
+        if all(found.values()):
+            path = next(iter(found))
+            problems[path] = found[path]
+    return problems
+
+
+def _tensor_record(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(f"{path}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _load_tensor_cache(path: Path):
+    """``(data, targets)`` from a tensor cache, or the reason it cannot be used.
+    The file is checked against its record first, then read with
+    ``weights_only=True``, which refuses anything but tensors."""
+    import torch
+
+    problem = file_problem(path, _tensor_record(path))
+    if problem:
+        return problem
+    try:
+        payload = torch.load(path, weights_only=True)
+        return payload["data"], payload["targets"]
+    except pickle.UnpicklingError as err:
+        return f"refused unopened: {load_error(err)}"
+    except Exception as err:  # noqa: BLE001 - any failure to read means: rebuild it
+        return f"unreadable: {load_error(err)}"
+
+
 def _read_digits_cached(name: str, train: bool):
     """The offline digits as read by torchvision, kept as a tensor file keyed by
-    the manifest's hash: specs then start without importing torchvision."""
+    the manifest's hash: specs then start without importing torchvision.
+
+    A cache file that does not match its record (truncated, altered, replaced,
+    half-written) is written again from the verified digits, with one line on
+    stderr; when its folder is read-only the new one goes to the user cache."""
     import torch
 
     root, key = write_smoke_data(), fingerprint(name)
-    folder = root / "tensors" if writable(root / "tensors") else user_cache() / "tensors"
-    cached = folder / f"{name}-{'train' if train else 'test'}-{key}.pt"
-    if cached.exists():
-        payload = torch.load(cached, weights_only=True)
-        return payload["data"], payload["targets"]
+    fname = f"{name}-{'train' if train else 'test'}-{key}.pt"
+    damaged = []
+    for folder in tensor_cache_folders(root):
+        cached = folder / fname
+        if not cached.exists():
+            continue
+        loaded = _load_tensor_cache(cached)
+        if not isinstance(loaded, str):
+            return loaded
+        damaged.append((cached, loaded))
     data, targets = _read(name, train, root)
+    folder = next(f for f in tensor_cache_folders(root) if writable(f) or f.parent == user_cache())
     folder.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(folder)
+    cached = folder / fname
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{cached.name}.")
     os.close(fd)
-    torch.save({"data": data, "targets": targets}, tmp)
-    os.replace(tmp, cached)
+    try:
+        torch.save({"data": data, "targets": targets}, tmp)
+        record = {**file_record(Path(tmp)), "written_by": "mlsafety.data"}
+        Path(f"{tmp}.json").write_text(json.dumps(record) + "\n")
+        os.replace(f"{tmp}.json", f"{cached}.json")
+        os.replace(tmp, cached)
+    finally:
+        for leftover in (Path(tmp), Path(f"{tmp}.json")):
+            leftover.unlink(missing_ok=True)
+    for path, problem in damaged:
+        where = "" if path == cached else f" (its folder is read-only: rebuilt in {cached})"
+        note(f"tensor cache {path} was damaged ({problem}); rebuilt from the digits data{where}")
     return data, targets
+
+
+def warm_tensor_caches(root: Path | None = None) -> int:
+    """Build (or repair) the tensor caches of the digits; returns how many
+    were damaged before."""
+    before = len(tensor_cache_problems(root))
+    for name in ("digits", "digits-cifar"):
+        for train in (True, False):
+            _read_digits_cached(name, train)
+    return before
 
 
 def loader(x, y, batch_size: int, shuffle: bool = False, seed: int = 0):

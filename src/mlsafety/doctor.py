@@ -131,35 +131,68 @@ def _check_disk(report: Report) -> None:
 
 
 def _check_assets(report: Report, profile, deep: bool) -> None:
-    from mlsafety import recipes
-    from mlsafety.assets import dataset_folder, dataset_state, manifest
-    from mlsafety.checkpoints import read_record
-    from mlsafety.data import sha256_file
+    """Every dataset and checkpoint of ``profile``, each on its own line: one
+    broken asset never hides the others. A checkpoint is verified when the
+    labs will load it: its sha256 is the lock's (or, with no lock entry for
+    these settings, the one recorded when it was built here) and the safe
+    loader accepts it."""
+    from mlsafety.assets import manifest
 
     datasets, checkpoints = manifest().for_profile(profile.name)
     data_ok = True
     for entry in datasets:
-        folder, state = dataset_folder(entry), dataset_state(entry, deep=deep)
-        report.add(f"dataset {entry.name}", f"{state}  ({folder})")
-        if state != "verified":
-            data_ok = False
-            report.problems.append(
-                f"dataset {entry.name} is {state} at {folder}: run `make data PROFILE={profile.name}`"
-            )
+        data_ok &= _check_dataset(report, entry, profile, deep)
     for entry in checkpoints:
-        path = recipes.find(entry.recipe, profile) if data_ok else None
-        if path is None:
-            state, where = "missing", "not built for this profile"
-        else:
-            # always re-hashed: a checkpoint is well under a megabyte
-            ok = sha256_file(path) == read_record(path)["sha256"]
-            state, where = ("verified" if ok else "corrupt"), str(path)
-        report.add(f"checkpoint {entry.name}", f"{state}  ({where})")
-        if state != "verified":
-            fix = "delete it and run" if state == "corrupt" else "run"
-            report.problems.append(
-                f"checkpoint {entry.name} is {state}: {fix} `make assets PROFILE={profile.name}`"
-            )
+        _check_checkpoint(report, entry, profile, data_ok)
+
+
+def _check_dataset(report: Report, entry, profile, deep: bool) -> bool:
+    from mlsafety.assets import dataset_folder, dataset_state
+
+    fix = f"`make data PROFILE={profile.name}`"
+    try:
+        folder, state = dataset_folder(entry), dataset_state(entry, deep=deep)
+    except Exception as err:  # noqa: BLE001 - report it and go on with the rest
+        folder, state = "?", f"corrupt: could not be checked ({_first_line(err)})"
+    report.add(f"dataset {entry.name}", f"{state}  ({folder})")
+    if state == "verified":
+        return True
+    verb = "fetches" if state == "missing" else "repairs"
+    report.problems.append(f"dataset {entry.name} is {state} at {folder}: {fix} {verb} it")
+    return False
+
+
+def _check_checkpoint(report: Report, entry, profile, data_ok: bool) -> None:
+    from mlsafety import recipes
+
+    fix = f"`make assets PROFILE={profile.name}`"
+    if not data_ok:
+        report.add(f"checkpoint {entry.name}", "not checked (its dataset is not ready)")
+        report.problems.append(f"checkpoint {entry.name}: after the datasets, run {fix}")
+        return
+    try:
+        state, path = recipes.checkpoint_state(entry.recipe, profile)
+    except Exception as err:  # noqa: BLE001 - report it and go on with the rest
+        state, path = f"corrupt: could not be checked ({_first_line(err)})", None
+    where = str(path) if path else "not built for this profile"
+    report.add(f"checkpoint {entry.name}", f"{state}  ({where})")
+    if state == "verified":
+        return
+    if state.startswith("differs from the lock"):
+        # the labs load it (CPU builds differ across CPU types), but it is not
+        # the locked file: a replaced file with a matching record looks like this
+        report.warnings.append(
+            f"checkpoint {entry.name} at {path} {state.removeprefix('differs from the lock: ')}"
+            f"; {fix} rebuilds it (CPU builds are reproducible on one machine type only)"
+        )
+        return
+    at = f" at {path}" if path else ""
+    report.problems.append(f"checkpoint {entry.name}{at} is {state}: {fix} rebuilds it")
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:160] if text else type(err).__name__
 
 
 def _check_port(report: Report, port: int) -> None:
@@ -167,7 +200,7 @@ def _check_port(report: Report, port: int) -> None:
     report.add("jupyter port", f"127.0.0.1:{port} " + ("free" if free else "in use"))
     if not free:
         report.warnings.append(
-            f"port {port} is in use (a running JupyterLab?): `make lab PORT=8889` picks another"
+            f"port {port} is in use (a running JupyterLab?): `make lab` uses the next free port"
         )
 
 

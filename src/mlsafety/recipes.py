@@ -6,6 +6,13 @@ same settings exists (so a second request is instant); ``load`` verifies the
 sha256 and loads it with ``weights_only=True``. Training runs on the CPU by
 default, where it is deterministic: the same seed and settings give the same
 bytes on the same machine.
+
+A checkpoint that does not match the record written with it (truncated,
+altered) or that the safe loader refuses is rebuilt from its recipe, with one
+line saying so; in a read-only data root the new one goes to the user cache.
+`make assets` also rebuilds one whose sha256 differs from the lock
+(environments/assets.lock.json), the trusted record: a record beside a file
+can be replaced with it.
 """
 
 from __future__ import annotations
@@ -67,37 +74,77 @@ def _locations(name: str, profile: Profile) -> list[Path]:
 
 
 def find(name: str, profile: Profile | str | None = None) -> Path | None:
-    """The path of a built, up-to-date checkpoint, or None."""
+    """The path of a built, up-to-date, intact checkpoint, or None."""
     profile = _profile(profile)
-    return _find(name, profile, _fingerprint(name, profile)["key"])
+    return _find(name, profile, _fingerprint(name, profile)["key"])[0]
 
 
-def _find(name: str, profile: Profile, key: str) -> Path | None:
+def _find(
+    name: str, profile: Profile, key: str, strict: bool = False
+) -> tuple[Path | None, dict[Path, str]]:
+    """The first location holding an intact checkpoint for ``key``, and the
+    problems of the damaged ones met before it. ``strict`` also holds each
+    one to the lock file."""
     from mlsafety.checkpoints import read_record
 
+    damaged = {}
     for path in _locations(name, profile):
         record = read_record(path) if path.exists() else None
-        if record and record.get("key") == key:
-            return path
+        if not record or record.get("key") != key:
+            continue
+        problem = problem_of(name, profile, path, strict)
+        if problem is None:
+            return path, damaged
+        damaged[path] = problem
+    return None, damaged
+
+
+def problem_of(name: str, profile: Profile, path: Path, strict: bool = False) -> str | None:
+    """Why the checkpoint at ``path`` must not be used: it differs from its
+    record, the safe loader refuses it, or (``strict``) its sha256 is not the
+    lock's for the same settings. None when it is fine."""
+    from mlsafety.checkpoints import damage, read_record, safe_load_problem
+
+    problem = damage(path) or safe_load_problem(path)
+    if problem or not strict:
+        return problem
+    entry, record = lock_entry_for(name, profile), read_record(path)
+    if entry and entry["key"] == record.get("key") and entry["sha256"] != record["sha256"]:
+        return f"its sha256 {record['sha256'][:12]}... differs from the lock's {entry['sha256'][:12]}..."
     return None
 
 
+def lock_entry_for(name: str, profile: Profile | str) -> dict | None:
+    from mlsafety.assets import lock_entry
+
+    return lock_entry(name, _profile(profile).name)
+
+
 def ensure(
-    name: str, profile: Profile | str | None = None, device="cpu", quiet: bool = False
+    name: str,
+    profile: Profile | str | None = None,
+    device="cpu",
+    quiet: bool = False,
+    strict: bool = False,
 ) -> Path:
-    """The checkpoint ``name`` for ``profile``, built first if missing or stale."""
+    """The checkpoint ``name`` for ``profile``, built first if missing, stale,
+    damaged or refused by the safe loader (``strict``: or not as locked)."""
     from mlsafety.checkpoints import save_checkpoint
+    from mlsafety.data import note
 
     if name not in RECIPES:
         raise SetupError(f"unknown checkpoint {name!r}; known: {', '.join(RECIPES)}")
     profile = _profile(profile)
     fingerprint = _fingerprint(name, profile)
-    found = _find(name, profile, fingerprint["key"])
+    found, damaged = _find(name, profile, fingerprint["key"], strict)
     if found is not None:
         return found
     target = next((p for p in _locations(name, profile) if writable(p.parent)), None)
     if target is None:
-        raise SetupError(f"no writable folder for checkpoint {name}; set MLSAFETY_DATA to one")
+        raise SetupError(
+            f"no writable folder for checkpoint {name}; point MLSAFETY_DATA at one and run "
+            f"`make assets PROFILE={profile.name}`"
+        )
     started = time.perf_counter()
     if not quiet:
         print(f"mlsafety: building checkpoint {name} for profile {profile.name} ...", flush=True)
@@ -113,6 +160,9 @@ def ensure(
             "build_seconds": seconds,
         },
     )
+    for path, problem in damaged.items():
+        where = "" if path == target else f" (its folder is read-only: rebuilt in {target})"
+        note(f"checkpoint {path} was not usable ({problem}); rebuilt from its recipe{where}")
     if not quiet:
         print(
             f"mlsafety: built {target} in {seconds:.1f} s ({metrics}); "
@@ -122,12 +172,29 @@ def ensure(
     return target
 
 
+def checkpoint_state(name: str, profile: Profile | str | None = None) -> tuple[str, Path | None]:
+    """What `make doctor` says of checkpoint ``name``, and the file it means:
+    ``"verified"`` (sha256 as the lock records it, or as built here when the
+    lock has no entry for these settings, and the safe loader accepts it),
+    ``"differs from the lock: ..."`` (intact and loadable, but not the locked
+    bytes), ``"corrupt: ..."`` or ``"missing"``."""
+    profile = _profile(profile)
+    key = _fingerprint(name, profile)["key"]
+    found, damaged = _find(name, profile, key)
+    if found is None:
+        if damaged:
+            path, problem = next(iter(damaged.items()))
+            return f"corrupt: {problem}", path
+        return "missing", None
+    problem = problem_of(name, profile, found, strict=True)
+    return (f"differs from the lock: {problem}" if problem else "verified"), found
+
+
 def lock_status(name: str, profile: Profile | str, path: Path) -> str:
     """How the checkpoint at ``path`` compares with environments/assets.lock.json."""
-    from mlsafety.assets import lock_entry
     from mlsafety.checkpoints import read_record
 
-    entry = lock_entry(name, _profile(profile).name)
+    entry = lock_entry_for(name, profile)
     record = read_record(path) or {}
     if entry is None:
         return "not in the lock yet (`make assets LOCK=1` records it)"
@@ -168,13 +235,19 @@ def load(name: str, profile: Profile | str | None = None, device="cpu", build: b
     profile = _profile(profile)
     # smoke and cpu checkpoints train on the CPU (deterministic); gpu ones where asked
     train_on = device if profile.name == "gpu" else "cpu"
-    path = ensure(name, profile, device=train_on) if build else find(name, profile)
+    fix = f"make assets PROFILE={profile.name}"
+    if build:
+        path = ensure(name, profile, device=train_on)
+    else:
+        path, damaged = _find(name, profile, _fingerprint(name, profile)["key"])
+        for bad, problem in damaged.items() if path is None else ():
+            raise SetupError(f"checkpoint {bad} is not usable ({problem}); `{fix}` rebuilds it")
     if path is None:
         raise SetupError(
             f"checkpoint {name} (profile {profile.name}) not found under "
-            f"{_locations(name, profile)[0].parent}; build it with `make assets`"
+            f"{_locations(name, profile)[0].parent}; build it with `{fix}`"
         )
-    return load_checkpoint(path, device=device)
+    return load_checkpoint(path, device=device, fix=fix)
 
 
 def _profile(profile: Profile | str | None) -> Profile:
