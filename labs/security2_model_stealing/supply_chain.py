@@ -133,6 +133,8 @@ def load_verified(path, sha256: str, map_location="cpu"):
     3. only then ``torch.load`` the *same bytes* (not the path again, which
        could have changed meanwhile) with ``weights_only=True``.
 
+    A malformed ``sha256`` is refused before the file is even read.
+
     Args:
         path: the checkpoint file.
         sha256: its expected SHA-256, 64 hex digits (case does not matter).

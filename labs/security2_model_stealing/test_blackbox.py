@@ -247,8 +247,9 @@ def test_round_outputs_on_hand_made_cases(blackbox):
     ]
     for got, expected, d in cases:
         assert torch.allclose(got, torch.tensor(expected), atol=1e-6), (
-            f"round_outputs: {p.tolist()} with decimals={d} should be {expected}, got "
-            f"{got.tolist()}; round (not floor) to `decimals` places"
+            f"round_outputs: [[0.123, 0.877], [0.46, 0.54], [0.04, 0.96]] with decimals={d} "
+            f"should be {expected}, got {got.numpy().round(4).tolist()}; round (not floor) to "
+            f"`decimals` places"
         )
 
 

@@ -333,6 +333,8 @@ def test_scan_checkpoint_uses_the_allowlist_it_is_given(supply_chain, corpus):
 def test_scan_checkpoint_rejects_bad_paths_and_files(supply_chain, tmp_path):
     with pytest.raises(FileNotFoundError):
         supply_chain.scan_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError):
+        supply_chain.scan_checkpoint(tmp_path)
     path = tmp_path / "junk.pt"
     path.write_bytes(b"\x00\x01 not a pickle")
     with pytest.raises(ValueError):
@@ -432,6 +434,14 @@ def test_load_verified_rejects_a_malformed_hash(supply_chain, corpus, load_spy, 
 def test_load_verified_rejects_a_path_that_is_not_a_file(supply_chain, tmp_path, load_spy):
     with pytest.raises(FileNotFoundError):
         supply_chain.load_verified(tmp_path / "missing.pt", "0" * 64)
+    with pytest.raises(FileNotFoundError):
+        supply_chain.load_verified(tmp_path, "0" * 64)  # a folder is not a file either
+
+
+@graded("load_verified")
+def test_load_verified_rejects_a_malformed_hash_before_reading(supply_chain, tmp_path):
+    with pytest.raises(ValueError):
+        supply_chain.load_verified(tmp_path / "missing.pt", "not a hash")
 
 
 # --------------------------------------------------------------------------- #
