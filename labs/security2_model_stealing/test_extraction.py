@@ -7,6 +7,7 @@ Every failure message starts with the graded function it is about.
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -98,7 +99,7 @@ def test_extract_learns_the_probabilities_not_just_the_labels(
     blackbox, extraction, victim_model, pool
 ):
     teacher = Dominant(victim_model)
-    sub = steal(blackbox, extraction, teacher, pool, 96, "probs", 0, epochs=12)
+    sub = steal(blackbox, extraction, teacher, pool, 64, "probs", 0, epochs=10)
     x = pool[:200]
     with torch.no_grad():
         want = teacher(x).softmax(1)[:, 0]
@@ -127,39 +128,20 @@ def test_extract_renormalises_top_k_answers(blackbox, extraction, victim_model, 
 def test_extract_probabilities_beat_labels_at_the_same_budget(
     blackbox, extraction, victim_model, pool, held_out
 ):
+    with torch.no_grad():
+        target = victim_model(held_out).argmax(1)
     scores = {}
     for mode in ("probs", "label"):
-        subs = [
-            steal(
-                blackbox, extraction, victim_model, pool, 40, mode, seed, epochs=30, batch_size=20
-            )
-            for seed in (0, 1)
-        ]
+        sub = steal(blackbox, extraction, victim_model, pool, 80, mode, 0, epochs=30, batch_size=20)
         with torch.no_grad():
-            target = victim_model(held_out).argmax(1)
-            scores[mode] = sum(
-                (s(held_out).argmax(1) == target).float().mean().item() for s in subs
-            ) / len(subs)
-    assert scores["probs"] >= 0.7, (
-        f"extract: 40 probability answers should give a substitute that agrees with the victim on "
-        f">= 70% of held-out digits, got {scores['probs']:.1%}"
+            scores[mode] = (sub(held_out).argmax(1) == target).float().mean().item()
+    assert scores["probs"] >= 0.85, (
+        f"extract: 80 probability answers should give a substitute that agrees with the victim on "
+        f">= 85% of held-out digits, got {scores['probs']:.1%}"
     )
-    assert scores["probs"] > scores["label"] + 0.03, (
-        f"extract: at a budget of 40, probabilities should steal better than labels (fidelity "
+    assert scores["probs"] > scores["label"] + 0.04, (
+        f"extract: at a budget of 80, probabilities should steal better than labels (fidelity "
         f"{scores['probs']:.1%} vs {scores['label']:.1%})"
-    )
-
-
-@graded("extract")
-def test_extract_with_label_answers_still_learns(
-    blackbox, extraction, victim_model, pool, held_out
-):
-    sub = steal(blackbox, extraction, victim_model, pool, 160, "label", 3, epochs=6)
-    with torch.no_grad():
-        agree = (sub(held_out).argmax(1) == victim_model(held_out).argmax(1)).float().mean().item()
-    assert agree >= 0.6, (
-        f"extract: 160 label answers should reach 60% fidelity, got {agree:.1%}; with labels, "
-        f"train on the ordinary cross-entropy"
     )
 
 
@@ -209,7 +191,9 @@ def test_extract_starts_from_a_seeded_small_cnn(blackbox, extraction, victim_mod
     )
 
 
-@pytest.mark.parametrize("budget", [2.5, "8", True], ids=["float", "str", "bool"])
+@pytest.mark.parametrize(
+    "budget", [2.5, "8", True, np.int64(8)], ids=["float", "str", "bool", "numpy-int"]
+)
 @graded("extract")
 def test_extract_rejects_a_budget_that_is_not_an_int(
     blackbox, extraction, victim_model, pool, budget
@@ -344,7 +328,9 @@ def test_budget_curve_steals_once_per_budget_and_measures_on_held_out(
         sub = extraction.extract(
             blackbox.victim(victim_model, budget, SHAPE), pool, budget, generator=g, **kw
         )
-        expected.append(brute_force_agreement(sub, victim_model, held_out))
+        with torch.no_grad():
+            same = sub(held_out).argmax(1) == victim_model(held_out).argmax(1)
+        expected.append(same.float().mean().item())
     assert curve == pytest.approx(expected, abs=1e-9), (
         f"budget_curve: expected {expected} (extract with the shared generator, then fidelity on "
         f"x_test, never on the pool), got {curve}"
@@ -358,13 +344,13 @@ def test_budget_curve_rises_with_the_budget(blackbox, extraction, victim_model, 
         victim_model,
         pool,
         held_out,
-        [10, 160],
+        [10, 80],
         generator=torch.Generator().manual_seed(0),
         epochs=8,
         batch_size=20,
     )
     assert curve[1] > curve[0] + 0.1, (
-        f"budget_curve: fidelity at 10 and 160 queries is {curve}; more queries should steal better"
+        f"budget_curve: fidelity at 10 and 80 queries is {curve}; more queries should steal better"
     )
 
 
