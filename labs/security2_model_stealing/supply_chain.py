@@ -145,8 +145,8 @@ def load_verified(path, sha256: str, map_location="cpu"):
 
     Raises:
         FileNotFoundError: if ``path`` is not a file.
-        ValueError: if ``sha256`` is not 64 hex digits, or the file's hash
-            differs from it.
+        ValueError: if ``sha256`` is not 64 hex digits, the file's hash
+            differs from it, or the file is not a pickle or a checkpoint zip.
         UnsafeCheckpoint: if the file's hash matches but it imports a global
             outside :data:`SAFE_GLOBALS`.
     """

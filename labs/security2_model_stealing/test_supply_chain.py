@@ -438,6 +438,22 @@ def test_load_verified_rejects_a_path_that_is_not_a_file(supply_chain, tmp_path,
         supply_chain.load_verified(tmp_path, "0" * 64)  # a folder is not a file either
 
 
+@pytest.mark.parametrize("kind", ["zip-without-pickle", "not-a-pickle"])
+@graded("load_verified")
+def test_load_verified_rejects_a_pinned_file_that_is_not_a_checkpoint(
+    supply_chain, tmp_path, load_spy, kind
+):
+    path = tmp_path / "file.pt"
+    if kind == "not-a-pickle":
+        path.write_bytes(b"plain text, not a pickle\n")
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("weights.txt", "0.5 0.25")
+    with pytest.raises(ValueError):
+        supply_chain.load_verified(path, sha256(path))
+    assert not load_spy.calls, "load_verified: called torch.load on a file that is not a checkpoint"
+
+
 @graded("load_verified")
 def test_load_verified_rejects_a_malformed_hash_before_reading(supply_chain, tmp_path):
     with pytest.raises(ValueError):
@@ -448,16 +464,30 @@ def test_load_verified_rejects_a_malformed_hash_before_reading(supply_chain, tmp
 # make_demo_payload
 # --------------------------------------------------------------------------- #
 
+# Unpickles each file given as it would be loaded unsafely (torch.load with
+# weights_only=False is pickle.Unpickler.load on data.pkl); torch's own tensor
+# machinery is stood in for, so this process needs no torch. Run only as a
+# subprocess whose working folder is a temporary folder.
 UNPICKLE = """
-import os, sys, torch
+import os, pickle, sys, zipfile
+
+
+class Unsafe(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module.startswith("torch"):
+            return lambda *args, **kwargs: None
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        return None
+
+
 for path, marker in zip(sys.argv[1::2], sys.argv[2::2]):
-    try:
-        torch.load(path, weights_only=True)
-        print(marker, "SAFE-LOAD: loaded")
-    except Exception as err:
-        print(marker, "SAFE-LOAD: refused", type(err).__name__)
-    print(marker, "MARKER-AFTER-SAFE-LOAD:", os.path.exists(marker))
-    torch.load(path, weights_only=False)
+    print(marker, "MARKER-BEFORE-LOAD:", os.path.exists(marker))
+    with zipfile.ZipFile(path) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+        with archive.open(name) as stream:
+            Unsafe(stream).load()
     print(marker, "MARKER-AFTER-UNSAFE-LOAD:", os.path.exists(marker))
 """
 
@@ -492,7 +522,6 @@ def test_make_demo_payload_writes_a_checkpoint_that_imports_open(
     )
 
 
-@pytest.mark.timeout(60)
 @graded("make_demo_payload")
 def test_make_demo_payload_only_acts_when_loaded_unsafely_in_a_subprocess(supply_chain, tmp_path):
     work = tmp_path / "sandbox"
@@ -505,20 +534,17 @@ def test_make_demo_payload_only_acts_when_loaded_unsafely_in_a_subprocess(supply
         cwd=work,
         capture_output=True,
         text=True,
-        timeout=50,
+        timeout=20,
     )
     assert result.returncode == 0, (
         f"make_demo_payload: the subprocess failed: {result.stderr[-400:]}"
     )
     outputs = [result.stdout]
-    assert "MARKER SAFE-LOAD: refused" in outputs[0], (
-        "make_demo_payload: torch.load(weights_only=True) should refuse the payload"
-    )
-    assert "MARKER MARKER-AFTER-SAFE-LOAD: False" in outputs[0], (
-        "make_demo_payload: the marker appeared before the payload was unpickled unsafely"
+    assert "MARKER MARKER-BEFORE-LOAD: False" in outputs[0], (
+        "make_demo_payload: the marker appeared before the payload was unpickled"
     )
     assert "MARKER MARKER-AFTER-UNSAFE-LOAD: True" in outputs[0] and (work / "MARKER").exists(), (
-        "make_demo_payload: unpickling the payload with weights_only=False (in the subprocess, "
+        "make_demo_payload: unpickling the payload (in the subprocess, "
         "working folder = the sandbox) should create the marker file"
     )
     assert (work / "MARKER").read_text() == "", "make_demo_payload: the marker should be empty"
