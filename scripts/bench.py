@@ -47,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes", "security1")
+SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes", "security1", "security2")
 GOALS = {
     "week_ratio": 2.5,
     "notebook_smoke_s": 60,
@@ -860,6 +860,199 @@ def render_security1(result: dict) -> list[str]:
             for r in result["compare"]
         ],
     )
+# Security lab 2: its self-check and notebook, extraction against the
+# Adversarial Robustness Toolbox (Copycat CNN, Knockoff Nets) at the same
+# budget, and the pickle scanner against picklescan and fickling.
+# --------------------------------------------------------------------------- #
+
+
+def _security2_extraction(budget: int, epochs: int, batch: int, seeds: int) -> list[dict]:
+    import numpy as np
+    import torch
+    from art.attacks.extraction import CopycatCNN, KnockoffNets
+    from art.estimators.classification import PyTorchClassifier
+
+    from mlsafety import recipes
+    from mlsafety.data import load_tensors
+    from mlsafety.grading import load_module
+    from mlsafety.models import small_cnn_for
+
+    blackbox = load_module("blackbox", "security2", "solution")
+    extraction = load_module("extraction", "security2", "solution")
+    victim = recipes.load("stealing_victim_cnn", "smoke")
+    pool = load_tensors("digits", train=True)[0]
+    held_out = load_tensors("digits", train=False)[0]
+
+    class Counted(torch.nn.Module):
+        """The victim as ART queries it: every image through forward() is counted."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model, self.queries = model, 0
+
+        def forward(self, x):
+            self.queries += len(x)
+            return self.model(x)
+
+    def art_classifier(model):
+        return PyTorchClassifier(
+            model,
+            loss=torch.nn.CrossEntropyLoss(),
+            optimizer=torch.optim.Adam(model.parameters(), lr=2e-3),
+            input_shape=(1, 28, 28),
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+        )
+
+    def ours(seed):
+        box = blackbox.victim(victim, budget, (1, 28, 28), "probs")
+        g = torch.Generator().manual_seed(seed)
+        sub = extraction.extract(box, pool, budget, epochs=epochs, batch_size=batch, generator=g)
+        return sub, box.used
+
+    def theirs(attack_class, seed, **kw):
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        counted = Counted(victim)
+        attack = attack_class(
+            art_classifier(counted),
+            batch_size_fit=batch,
+            batch_size_query=batch,
+            nb_epochs=epochs,
+            nb_stolen=budget,
+            use_probability=True,
+            **kw,
+        )
+        sub = small_cnn_for(pool, seed=seed)
+        attack.extract(pool.numpy(), thieved_classifier=art_classifier(sub))
+        return sub.eval(), counted.queries
+
+    runs = {
+        "ours: extract (probabilities, soft targets)": ours,
+        "ART CopycatCNN (use_probability)": lambda s: theirs(CopycatCNN, s),
+        "ART KnockoffNets (random, use_probability)": lambda s: theirs(
+            KnockoffNets, s, sampling_strategy="random", verbose=False
+        ),
+    }
+    rows = []
+    for name, run in runs.items():
+        fidelities, queries, seconds = [], [], []
+        for seed in range(seeds):
+            started = time.perf_counter()
+            sub, used = run(seed)
+            seconds.append(time.perf_counter() - started)
+            fidelities.append(extraction.fidelity(sub, victim, held_out))
+            queries.append(used)
+        rows.append(
+            {
+                "method": name,
+                "budget": budget,
+                "queries": max(queries),
+                "fidelity": round(sum(fidelities) / len(fidelities), 4),
+                "seconds": round(min(seconds), 2),
+            }
+        )
+        print(f"security2 extraction: {rows[-1]}", flush=True)
+    return rows
+
+
+def _security2_scanners(repeats: int) -> dict:
+    import io
+    import pickle
+    import zipfile
+
+    import torch
+
+    from mlsafety.grading import load_module
+
+    if str(ROOT / ".tools") not in sys.path:
+        sys.path.append(str(ROOT / ".tools"))
+    from picklescan.scanner import scan_bytes
+
+    supply_chain = load_module("supply_chain", "security2", "solution")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i in range(20):
+            path = Path(tmp) / f"state_{i}.pt"
+            torch.save({f"layer{j}": torch.zeros(4) for j in range(i + 1)}, path)
+            files.append(path)
+        for protocol in range(6):
+            path = Path(tmp) / f"p{protocol}.pkl"
+            path.write_bytes(
+                pickle.dumps({"od": __import__("collections").OrderedDict(a=1)}, protocol=protocol)
+            )
+            files.append(path)
+        payload = supply_chain.make_demo_payload(Path(tmp) / "payload.pt", "MARKER")
+        files.append(payload)
+
+        def ours():
+            return [set(supply_chain.pickle_globals(f)) for f in files]
+
+        def picklescan():
+            return [
+                {(g.module, g.name) for g in scan_bytes(io.BytesIO(f.read_bytes()), f.name).globals}
+                for f in files
+            ]
+
+        times = side_by_side({"ours": ours, "picklescan": picklescan}, repeats)
+        agree = ours() == picklescan()
+        assert zipfile.is_zipfile(payload) and not (Path(tmp) / "MARKER").exists()
+    row = {
+        "files": len(files),
+        "ours_s": round(times["ours"], 4),
+        "picklescan_s": round(times["picklescan"], 4),
+        "same_globals": agree,
+    }
+    print(f"security2 scanners: {row}", flush=True)
+    return row
+
+
+def bench_security2(repeats: int) -> dict:
+    from mlsafety.weeks import find_lab
+
+    folder = find_lab("security2")
+    self_check = bench_weeks({"security2": folder}, repeats)[0]
+    notebook = round(run_notebook(folder / "lab.ipynb", "smoke"), 1)
+    print(f"security2 notebook at smoke: {notebook} s", flush=True)
+    return {
+        "self_check": self_check,
+        "notebook_smoke_s": notebook,
+        "extraction": _security2_extraction(budget=80, epochs=30, batch=20, seeds=3),
+        "scanners": _security2_scanners(repeats),
+    }
+
+
+def render_security2(result: dict) -> list[str]:
+    check = result["self_check"]
+    out = ["## Security lab 2: model stealing and the model supply chain", ""]
+    out += [
+        f"Self-check `make test-security2 IMPL=solution`: {check['self_check_s']} s against a floor "
+        f"of {check['floor_s']} s (ratio {check['ratio']}, goal at most {GOALS['week_ratio']}: "
+        f"{_mark(check['ratio'] <= GOALS['week_ratio'])}). Notebook at smoke: "
+        f"{result['notebook_smoke_s']} s (goal at most {GOALS['notebook_smoke_s']} s: "
+        f"{_mark(result['notebook_smoke_s'] <= GOALS['notebook_smoke_s'])}).",
+        "",
+        "Extraction of the smoke victim (`stealing_victim_cnn`) from the training digits, same "
+        "budget, epochs, batch size, optimizer (Adam, 2e-3) and substitute architecture; "
+        "fidelity on the 300 held-out digits, mean over seeds. ART's PyTorchClassifier trains "
+        "with cross-entropy, so its probability answers become labels; ours trains on the "
+        "probabilities themselves.",
+        "",
+    ]
+    out += _table(
+        ["method", "budget", "queries used", "fidelity", "seconds"],
+        [
+            [r["method"], r["budget"], r["queries"], r["fidelity"], r["seconds"]]
+            for r in result["extraction"]
+        ],
+    )
+    scan = result["scanners"]
+    out += [
+        f"Pickle globals of {scan['files']} files (torch.save zips, protocols 0-5, the "
+        f"demonstration payload): ours {scan['ours_s']} s, picklescan {scan['picklescan_s']} s; "
+        f"same globals on every file: {_mark(scan['same_globals'])}.",
+        "",
+    ]
     return out
 
 
@@ -995,6 +1188,8 @@ def render(report: dict) -> str:
         )
     if "security1" in report:
         out += render_security1(report["security1"])
+    if "security2" in report:
+        out += render_security2(report["security2"])
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -1027,6 +1222,8 @@ def main(argv: list[str] | None = None) -> int:
         report["recipes"] = bench_recipes()
     if "security1" in sections:
         report["security1"] = bench_security1(args.repeats)
+    if "security2" in sections:
+        report["security2"] = bench_security2(args.repeats)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")

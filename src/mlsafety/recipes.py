@@ -582,3 +582,65 @@ for _k in range(PRIVACY_SHADOWS):
     _register_privacy(
         f"privacy_shadow{_k}", "standard", f"shadow / OUT reference model {_k}", shadow=_k
     )
+# Security lab 2 (model stealing): the victim behind the API, and the model the
+# attacker already owns, trained on a surrogate data set (Knockoff Nets start
+# from one).
+# --------------------------------------------------------------------------- #
+
+
+def surrogate_images(x):
+    """The surrogate data set of security lab 2: the images turned upside down
+    (rotated by 180 degrees). Natural images of the same kind, from another
+    distribution than the victim's."""
+    return x.flip(-1).flip(-2)
+
+
+def _stealing_settings(profile: Profile, kind: str) -> dict:
+    settings = {
+        "dataset": profile.dataset,
+        "train_examples": profile.train_examples,
+        "epochs": profile.epochs,
+        "batch_size": profile.batch_size,
+        "lr": 2e-3,
+        "width": 16,
+        "seed": 11 if kind == "victim" else 12,
+        "recipe_version": 1,
+    }
+    if kind == "surrogate":
+        settings["images"] = "surrogate_images: rotated by 180 degrees, with their labels"
+    return settings
+
+
+def _train_stealing(profile: Profile, device, kind: str):
+    import torch
+    import torch.nn.functional as F
+
+    from mlsafety.data import load_tensors, loader
+    from mlsafety.models import SmallCNN
+
+    s = _stealing_settings(profile, kind)
+    x, y = load_tensors(s["dataset"], train=True, limit=s["train_examples"])
+    if kind == "surrogate":
+        x = surrogate_images(x)
+    torch.manual_seed(s["seed"])
+    model = SmallCNN(x.shape[1], 10, s["width"], x.shape[-1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
+    for epoch in range(s["epochs"]):
+        model.train()
+        for xb, yb in loader(x, y, s["batch_size"], shuffle=True, seed=s["seed"] + epoch):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(xb.to(device)), yb.to(device)).backward()
+            opt.step()
+    model = model.eval().cpu()
+    return model, _metrics(model, profile, s["dataset"], "standard")
+
+
+for _kind, _description in [
+    ("victim", "SmallCNN behind the black-box API of security lab 2"),
+    ("surrogate", "SmallCNN the attacker owns, trained on the surrogate set (security lab 2)"),
+]:
+    recipe(
+        f"stealing_{_kind}_cnn",
+        lambda p, kind=_kind: _stealing_settings(p, kind),
+        _description,
+    )(lambda profile, device="cpu", kind=_kind: _train_stealing(profile, device, kind))
