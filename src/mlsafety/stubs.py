@@ -74,7 +74,10 @@ def expected_stubs(week_dir: Path) -> dict[str, str]:
 
 
 def untouched(week_dir: Path) -> bool:
-    """True when every student module of the week is exactly its generated stub."""
+    """True when every student module of the week is exactly its generated stub
+    (always False where there is no reference to generate stubs from)."""
+    if not solution_dir(week_dir).is_dir():
+        return False
     for name, text in expected_stubs(week_dir).items():
         path = week_dir / f"{name}.py"
         if not path.exists() or path.read_text() != text:
