@@ -146,7 +146,7 @@ def _release(args) -> int:
 
 
 def _result(args) -> int:
-    from mlsafety.release import run_result
+    from mlsafety.classroom import run_result
 
     return run_result(args.lab, args.function, args.source)
 
