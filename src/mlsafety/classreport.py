@@ -310,6 +310,7 @@ def _worker_main(conn, root: str) -> None:
     os.chdir(root)
     import torch  # noqa: F401  (once per worker, not once per student)
 
+    conn.send("ready")
     while True:
         try:
             task = conn.recv()
@@ -333,6 +334,8 @@ def _worker_main(conn, root: str) -> None:
 
 
 class _Worker:
+    """A worker process and its end of the pipe; it says "ready" once torch is imported."""
+
     def __init__(self, ctx, root: Path):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, str(root)), daemon=True)
@@ -360,12 +363,16 @@ class _Task:
     deadline: float = 0.0
 
 
+START_LIMIT_S = 300
+
+
 def grade_clones(
     clones: list[Path], workers: int = 2, limit_s: float = DEFAULT_LIMIT_S, echo=None
 ) -> list[dict]:
     """Grade every clone lab by lab in at most ``workers`` processes; per clone,
     {"labs": {lab: result}, "notes": [...], "seconds": s}. A lab that ends its
-    worker, or a clone past ``limit_s``, is recorded and the report goes on."""
+    worker, or a clone past ``limit_s`` (counted from its first lab, after the
+    worker's start), is recorded and the report goes on."""
     from mlsafety.weeks import all_labs
 
     root = repo_root()
@@ -373,10 +380,10 @@ def grade_clones(
     labs = list(all_labs())
     results = [{"labs": {}, "notes": [], "seconds": 0.0} for _ in clones]
     queue = deque(_Task(i, c, deque(labs)) for i, c in enumerate(clones))
-    started = [None] * len(clones)
+    started: list[float | None] = [None] * len(clones)
     idle: list[_Worker] = []
+    starting: dict[_Worker, float] = {}  # worker -> when it was started
     busy: dict[_Worker, _Task] = {}
-    alive = 0
 
     def finish(task: _Task) -> None:
         results[task.index]["seconds"] = round(time.monotonic() - started[task.index], 1)
@@ -384,22 +391,38 @@ def grade_clones(
             echo(task.index, results[task.index])
 
     def send(worker: _Worker, task: _Task) -> None:
-        now = time.monotonic()
         if started[task.index] is None:
-            started[task.index] = now
-            task.deadline = now + limit_s
+            started[task.index] = time.monotonic()
+            task.deadline = started[task.index] + limit_s
         worker.conn.send((str(task.clone), task.labs[0]))
         busy[worker] = task
 
+    def retire(worker: _Worker) -> None:
+        worker.stop(kill=True)
+
     try:
         while queue or busy:
-            while queue and (idle or alive < workers):
-                if not idle:
-                    idle.append(_Worker(ctx, root))
-                    alive += 1
+            while queue and idle:
                 send(idle.pop(), queue.popleft())
-            timeout = max(0.0, min(t.deadline for t in busy.values()) - time.monotonic())
-            ready = wait([w.conn for w in busy], timeout=timeout)
+            while len(queue) > len(starting) and len(busy) + len(starting) < workers:
+                starting[_Worker(ctx, root)] = time.monotonic()
+            limits = [t.deadline for t in busy.values()]
+            limits += [t + START_LIMIT_S for t in starting.values()]
+            ready = wait(
+                [w.conn for w in [*busy, *starting]],
+                timeout=max(0.0, min(limits) - time.monotonic()),
+            )
+            for worker in [w for w in starting if w.conn in ready]:
+                del starting[worker]
+                try:
+                    worker.conn.recv()
+                except (EOFError, OSError):
+                    retire(worker)
+                    raise SetupError(
+                        f"a grading process ended while importing the toolkit (exit code "
+                        f"{worker.process.exitcode}); does `make test-week1` work here?"
+                    ) from None
+                idle.append(worker)
             for worker in [w for w in busy if w.conn in ready]:
                 task = busy.pop(worker)
                 lab = task.labs.popleft()
@@ -408,8 +431,7 @@ def grade_clones(
                 except (EOFError, OSError):
                     worker.process.join(5)
                     code = worker.process.exitcode
-                    worker.stop(kill=True)
-                    alive -= 1
+                    retire(worker)
                     result = {
                         "error": f"the grading process ended (exit code {code}) in this lab: "
                         "does a module call os._exit, or crash the interpreter?"
@@ -417,27 +439,33 @@ def grade_clones(
                 else:
                     idle.append(worker)
                 _record(results[task.index], lab, result)
-                (queue.appendleft if task.labs else (lambda t: finish(t)))(task)
+                if task.labs:
+                    queue.appendleft(task)  # the same student goes on first
+                else:
+                    finish(task)
             now = time.monotonic()
+            if any(now >= since + START_LIMIT_S for since in starting.values()):
+                raise SetupError(
+                    f"a grading process did not start within {START_LIMIT_S} s "
+                    f"(importing torch); is the machine overloaded?"
+                )
             for worker, task in list(busy.items()):
                 if now >= task.deadline:
                     del busy[worker]
-                    worker.stop(kill=True)
-                    alive -= 1
+                    retire(worker)
                     lab = task.labs.popleft()
                     why = f"time limit of {limit_s:g} s reached in this lab (an endless loop?)"
                     _record(results[task.index], lab, {"error": why})
                     for rest in task.labs:
-                        _record(
-                            results[task.index],
-                            rest,
-                            {"error": f"not graded: the time limit was reached in {lab}"},
-                        )
+                        not_graded = f"not graded: the time limit was reached in {lab}"
+                        _record(results[task.index], rest, {"error": not_graded})
                     task.labs.clear()
                     finish(task)
     finally:
-        for worker in [*idle, *busy]:
-            worker.stop(kill=worker in busy)
+        for worker in [*idle, *starting]:
+            worker.stop(kill=worker in starting)
+        for worker in busy:
+            worker.stop(kill=True)
     return results
 
 
