@@ -29,6 +29,7 @@ from pathlib import Path
 
 from mlsafety import SetupError
 from mlsafety.paths import repo_root
+from mlsafety.stubs import STUBS_MANIFEST
 
 # Tracked paths the edition leaves out (a trailing slash: the whole folder).
 LEFT_OUT = (
@@ -96,6 +97,15 @@ def answer_leaks(root: Path) -> list[str]:
             if any(c.get("outputs") for c in cells):
                 problems.append(f"{notebook.relative_to(root)} has outputs (nbstripout it)")
     return problems
+
+
+def stub_manifest() -> dict:
+    """Lab folder -> module -> sha256 of its stub: how the edition tells an
+    untouched lab (``make progress`` then skips its specs) without a reference."""
+    from mlsafety.stubs import stub_digests
+    from mlsafety.weeks import all_labs
+
+    return {folder.name: stub_digests(folder) for folder in all_labs().values()}
 
 
 def edition_makefile(text: str) -> str:
@@ -203,6 +213,7 @@ def write_edition(dest: Path, force: bool = False, echo=print) -> dict:
         if (dest / rel).exists():
             (dest / rel).write_text(rewrite((dest / rel).read_text()))
     (dest / "README.md").write_text(edition_readme())
+    (dest / STUBS_MANIFEST).write_text(json.dumps(stub_manifest(), indent=2, sort_keys=True) + "\n")
     (dest / "tests").mkdir(exist_ok=True)
     shutil.copyfile(EDITION_FILES / "test_edition.py", dest / "tests" / "test_edition.py")
     (dest / ".github" / "workflows").mkdir(parents=True, exist_ok=True)
