@@ -31,7 +31,7 @@ help: ## Show this help
 	@echo
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
-	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
+	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes,class (make bench)"
 	@echo "           IMAGE=<name> BASE_IMAGE=<image> (make image, image-cuda)  JSON=<file> (make progress)"
 	@echo "           FROM=<folder> OUT=<folder> (make class-report)  DEST=<folder> (make release)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
@@ -91,9 +91,9 @@ progress: $(STAMP) ## Grade every week: one line per week, and a JSON report for
 verify-%: $(STAMP) ## Prove a week's specs: solution passes, stubs fail, mutants caught
 	@$(BIN)/mlsafety verify $(patsubst week%,%,$*)
 
-class-report: $(STAMP) ## Grade a section: FROM=<folder of clones/progress files> [OUT=artifacts/class]
+class-report: $(STAMP) ## Grade a section: FROM=<folder of clones/progress files> [OUT=artifacts/class] [ARGS='--workers 2 --limit 600']
 	@test -n "$(FROM)" || { echo "mlsafety: FROM=<folder of student clones or progress files> is needed"; exit 2; }
-	@$(BIN)/mlsafety class-report "$(FROM)" $(if $(OUT),--out "$(OUT)")
+	@$(BIN)/mlsafety class-report "$(FROM)" $(if $(OUT),--out "$(OUT)") $(ARGS)
 
 release: $(STAMP) ## Write the student edition (no solutions, no buggy variants) into DEST=<folder>
 	@test -n "$(DEST)" || { echo "mlsafety: DEST=<empty folder for the student edition> is needed"; exit 2; }

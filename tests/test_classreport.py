@@ -238,3 +238,12 @@ def test_strict_grading_never_falls_back(tmp_path, monkeypatch):
         load_module(module_names(WEEK2)[0], WEEK2, str(tmp_path))
     monkeypatch.delenv("MLSAFETY_STRICT_IMPL")
     assert fell_back(WEEK2, str(tmp_path)) == module_names(WEEK2)
+
+
+def test_make_lists_the_facilitator_targets_and_needs_a_folder():
+    help_text = run(["make", "--no-print-directory", "help"]).stdout
+    assert "class-report" in help_text and "release" in help_text
+    done = run(["make", "--no-print-directory", "STAMP=", "class-report"])
+    assert done.returncode != 0 and "FROM=<folder" in done.stdout
+    done = run([str(BIN / "mlsafety"), "class-report", str(ROOT / "no-such-folder")])
+    assert done.returncode == 2 and "is not a folder" in done.stderr

@@ -45,7 +45,7 @@ from mlsafety.paths import REPO_ENV, repo_root
 
 SCHEMA = 1
 PASS, FAIL, TODO, MISSING, NOT_GRADED = "PASS", "FAIL", "TODO", "MISSING", "NOT GRADED"
-DEFAULT_LIMIT_S = 900
+DEFAULT_LIMIT_S = 600
 # Characters kept in a name as they are; anything else is replaced and noted.
 _ODD = re.compile(r"[^\w .@+()'-]", re.UNICODE)
 
@@ -367,12 +367,17 @@ START_LIMIT_S = 300
 
 
 def grade_clones(
-    clones: list[Path], workers: int = 2, limit_s: float = DEFAULT_LIMIT_S, echo=None
+    clones: list[Path],
+    workers: int = 2,
+    limit_s: float = DEFAULT_LIMIT_S,
+    echo=None,
+    stats: dict | None = None,
 ) -> list[dict]:
     """Grade every clone lab by lab in at most ``workers`` processes; per clone,
     {"labs": {lab: result}, "notes": [...], "seconds": s}. A lab that ends its
     worker, or a clone past ``limit_s`` (counted from its first lab, after the
-    worker's start), is recorded and the report goes on."""
+    worker's start), is recorded and the report goes on. ``stats["processes"]``
+    counts the worker processes started (each imported torch once)."""
     from mlsafety.weeks import all_labs
 
     root = repo_root()
@@ -406,6 +411,8 @@ def grade_clones(
                 send(idle.pop(), queue.popleft())
             while len(queue) > len(starting) and len(busy) + len(starting) < workers:
                 starting[_Worker(ctx, root)] = time.monotonic()
+                if stats is not None:
+                    stats["processes"] = stats.get("processes", 0) + 1
             limits = [t.deadline for t in busy.values()]
             limits += [t + START_LIMIT_S for t in starting.values()]
             ready = wait(
@@ -506,7 +513,8 @@ def class_report(
 
         for folder in all_labs().values():
             prepare(folder)
-    graded = grade_clones(clones, workers, limit_s, done) if clones else []
+    stats = {"processes": 0}
+    graded = grade_clones(clones, workers, limit_s, done, stats) if clones else []
     for clone, result in zip(clones, graded, strict=True):
         student = by_path[str(clone)]
         student.labs = {lab: {"functions": r["functions"]} for lab, r in result["labs"].items()}
@@ -529,6 +537,7 @@ def class_report(
             "labs": labs,
         },
         "workers": workers,
+        "processes": stats["processes"],
         "limit_s": limit_s,
         "ignored": ignored,
         "students": [_student_json(s, labs) for s in students],
@@ -752,7 +761,8 @@ def run_class_report(
     counted = [s for s in report["students"] if s["counted"]]
     print(
         f"\n{len(report['students'])} students, {len(counted)} counted, "
-        f"in {time.monotonic() - started:.0f} s with {report['workers']} workers"
+        f"in {time.monotonic() - started:.0f} s with {report['workers']} workers "
+        f"({report['processes']} processes started)"
     )
     for s in report["students"]:
         score = f"{s['passed']}/{s['total']}" if s["counted"] else "not counted"

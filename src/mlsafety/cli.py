@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="folder of student clones and/or progress files")
     p.add_argument("--out", default=None, help="where to write (artifacts/class/)")
     p.add_argument("--workers", type=int, default=None, help="processes (min(2, cpus))")
-    p.add_argument("--limit", type=float, default=None, help="seconds per student (900)")
+    p.add_argument("--limit", type=float, default=None, help="seconds per student (600)")
     p.set_defaults(run=_class_report)
     p = sub.add_parser("release", help="write the student edition into an empty folder")
     p.add_argument("dest")
