@@ -84,6 +84,7 @@ def section(tmp_path_factory):
     solve_week2(make_clone(volume / "work"))
     spec = next((volume / "work" / "labs" / WEEK2.name).glob("test_*.py"))
     spec.write_text(spec.read_text() + "\n# edited\n")
+    make_clone(root / "gil" / "gil-main")  # an archive unpacked into a folder of its own
     (root / "fay").mkdir()
     (root / "fay" / "notes.txt").write_text("not a clone")
     solve_week2(make_clone(root / "=odd,name<b>"))
@@ -149,6 +150,11 @@ def test_a_student_that_exits_or_hangs_costs_only_their_row(section):
 def test_unusable_submissions_say_why(section):
     _, rows, report, _ = section
     assert not rows["fay"]["counted"] and "not a clone" in rows["fay"]["notes"][0]
+    gil = rows["gil"]  # untouched labs: graded as not done, without running their specs
+    assert gil["counted"] and gil["path"].endswith("gil-main") and gil["passed"] == 0
+    assert {c["status"] for lab in gil["labs"].values() for c in lab["functions"].values()} == {
+        "TODO"
+    }
     odd = rows["_odd_name_b_"]
     assert odd["counted"] and "odd characters" in odd["notes"][0]
     assert rows["gus"]["counted"] and rows["gus"]["passed"] == len(WEEK2_FUNCTIONS)

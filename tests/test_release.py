@@ -70,6 +70,9 @@ def test_the_edition_leaves_out_solutions_variants_and_maintainer_tools(edition)
     for left_out in set(LEFT_OUT) - {"tests/"}:
         assert not any(f == left_out or f.startswith(left_out) for f in files), left_out
     assert "tests/test_edition.py" in files and ".github/workflows/classroom.yml" in files
+    readme = (edition / "README.md").read_text()
+    assert "make test-week3" in readme and "solution" not in readme.lower()
+    assert "environments/stubs.json" in files
     for lab in all_labs().values():
         for name in module_names(lab):
             assert f"labs/{lab.name}/{name}.py" in files
@@ -190,3 +193,27 @@ def test_release_refuses_a_folder_that_is_not_empty(tmp_path):
     done = run([str(BIN / "mlsafety"), "release", str(tmp_path)])
     assert done.returncode == 2 and "is not empty" in done.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_a_report_that_did_not_grade_the_students_files_earns_nothing(tmp_path, monkeypatch):
+    from mlsafety.classroom import result
+
+    monkeypatch.delenv(SPECS_ENV, raising=False)
+    function = next(iter(graded_functions(WEEK2)))
+    row = {"function": function, "status": "PASS", "specs_passed": 3, "specs_total": 3}
+    report = {
+        "implementation": "student",
+        "fell_back": [],
+        "weeks": [{"id": "week02", "make": "week2", "functions": [row]}],
+    }
+    path = tmp_path / "progress.json"
+    path.write_text(json.dumps(report))
+    assert result("week02", function, path) == (True, f"week02 {function}: PASS (3/3 specs)")
+    for changes in ({"implementation": "solution"}, {"fell_back": ["week02/risk.py"]}):
+        path.write_text(json.dumps(report | changes))
+        ok, line = result("week02", function, path)
+        assert not ok and "did not grade your own files" in line
+    path.write_text(json.dumps(report | {"specs_sha256": "1" * 64}))
+    monkeypatch.setenv(SPECS_ENV, "2" * 64)
+    ok, line = result("week02", function, path)
+    assert not ok and "specs differ from the release's" in line

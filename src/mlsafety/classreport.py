@@ -144,7 +144,10 @@ def discover(source: Path) -> tuple[list[Student], list[Path], list[str]]:
                     f"progress file is malformed ({type(err).__name__}: {err})",
                 )
         else:
-            clone = find_clone(entry)
+            try:
+                clone = find_clone(entry)
+            except OSError:  # a folder we may not read
+                clone = None
             student = Student(name, "clone" if clone else "unreadable", str(clone or entry))
             if clone is None:
                 student.counted = False
