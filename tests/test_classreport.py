@@ -253,3 +253,31 @@ def test_make_lists_the_facilitator_targets_and_needs_a_folder():
     assert done.returncode != 0 and "FROM=<folder" in done.stdout
     done = run([str(BIN / "mlsafety"), "class-report", str(ROOT / "no-such-folder")])
     assert done.returncode == 2 and "is not a folder" in done.stderr
+
+
+@pytest.mark.timeout(900)
+def test_what_one_student_changes_does_not_reach_the_next(tmp_path):
+    """One worker grades both; the first student's module breaks builtins and
+    torch at import, the second student's correct work still passes."""
+    section = tmp_path / "section"
+    poison = make_clone(section / "a-poison")
+    week1 = all_labs()["week01"]
+    module = poison / "labs" / week1.name / f"{module_names(week1)[0]}.py"
+    module.write_text(
+        module.read_text()
+        + "\nimport builtins, math, torch\nbuiltins.abs = lambda x: 0\n"
+        + "math.isclose = lambda *a, **k: False\ntorch.allclose = lambda *a, **k: False\n"
+        + "torch.set_default_dtype(torch.float64)\n"
+    )
+    solve_week2(make_clone(section / "b-good"))
+    out = tmp_path / "out"
+    done = run(
+        [str(BIN / "mlsafety"), "class-report", str(section), "--out", str(out), "--workers", "1"],
+        timeout=850,
+        env={"MLSAFETY_DATA": str(ROOT / "data")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "class.json").read_text())
+    rows = {s["name"]: s for s in report["students"]}
+    assert report["processes"] == 1
+    assert set(week2(rows["b-good"]).values()) == {"PASS"}, week2(rows["b-good"])

@@ -11,11 +11,14 @@
   the reference) at a clean, known commit with the release's specs.
 
 Clones are graded in a bounded pool of worker processes: each imports torch
-once and grades many students, lab after lab. A student whose code hangs
-past the per-student time limit, or ends the process (``sys.exit`` at import
-is a failed spec; ``os._exit`` or a crash kills the worker), costs only that
-lab: the worker is replaced and the student's remaining labs go on in the
-new one. Everything a facilitator needs to trust a row is in its notes.
+once and grades many students, lab after lab, each lab in a forked child of
+the worker, so nothing a student's module changes reaches the next student.
+A module that ends its process (``sys.exit`` at import is a failed spec;
+``os._exit`` or a crash ends the child) costs that lab, and the student's
+other labs go on. A student past the per-student time limit (an endless loop
+the specs' own timeouts cannot stop) gets the lab it was in and the labs
+left marked "not graded"; a worker that outlives the limit itself is
+replaced. Everything a facilitator needs to trust a row is in its notes.
 
 Writes into ``OUT`` (default ``artifacts/class/``): ``grades.csv`` (one row
 per student: a 1/0 column per graded function, a total per lab, core and
@@ -32,6 +35,8 @@ import json
 import multiprocessing
 import os
 import re
+import select
+import signal
 import subprocess
 import time
 import unicodedata
@@ -304,14 +309,15 @@ def clone_facts(clone: Path) -> dict:
 
 
 def _worker_main(conn, root: str) -> None:
-    """A worker: import torch once, then grade (clone, lab) tasks until told to stop."""
-    import contextlib
-    import io
-
+    """A worker: import torch and the grading machinery once, then grade
+    (clone, lab) tasks, each in a forked child, until told to stop."""
     os.environ[REPO_ENV] = root
     os.environ["MLSAFETY_STRICT_IMPL"] = "1"  # a missing module is an error, never the reference
     os.chdir(root)
+    import pytest  # noqa: F401
     import torch  # noqa: F401  (once per worker, not once per student)
+
+    import mlsafety.verify  # noqa: F401
 
     conn.send("ready")
     while True:
@@ -321,19 +327,76 @@ def _worker_main(conn, root: str) -> None:
             return
         if task is None:
             return
-        clone, lab = task
-        try:
-            with (
-                contextlib.redirect_stdout(io.StringIO()),
-                contextlib.redirect_stderr(io.StringIO()),
-            ):
-                result = grade_lab(Path(clone), lab)
-        except BaseException as err:  # the student's code must not end the worker
-            result = {"error": f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"}
+        clone, lab, seconds, limit_s = task
+        result = _grade_in_child(Path(clone), lab, seconds, limit_s)
         try:
             conn.send(result)
         except (OSError, ValueError):
             return
+
+
+def _grade_lab_quietly(clone: Path, lab: str) -> dict:
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return grade_lab(clone, lab)
+    except BaseException as err:  # the student's code must not end the grading
+        return {"error": f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"}
+
+
+def _grade_in_child(clone: Path, lab: str, seconds: float, limit_s: float) -> dict:
+    """Grade one lab in a forked child of the worker: torch is imported already,
+    and nothing a student's module changes (globals, torch settings, imported
+    modules) outlives the lab, nor can an exit or a hang end the worker."""
+    if not hasattr(os, "fork"):  # no fork (Windows): in the worker itself
+        return _grade_lab_quietly(clone, lab)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            _die_with_parent()
+            data = json.dumps(_grade_lab_quietly(clone, lab)).encode()
+            with os.fdopen(write, "wb") as out:
+                out.write(data)
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks, deadline = [], time.monotonic() + seconds
+    with os.fdopen(read, "rb", buffering=0) as pipe:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                why = f"time limit of {limit_s:g} s reached in this lab (an endless loop?)"
+                return {"error": why, "timed_out": True}
+            chunk = pipe.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError:
+        code = os.waitstatus_to_exitcode(status)
+        return {
+            "error": f"the grading process ended (exit code {code}) in this lab: "
+            "does a module call os._exit, or crash the interpreter?"
+        }
+
+
+def _die_with_parent() -> None:
+    """Linux: the child is killed with its worker (a worker killed for
+    overrunning must not leave a student's endless loop behind)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class _Worker:
@@ -367,6 +430,7 @@ class _Task:
 
 
 START_LIMIT_S = 300
+GRACE_S = 30  # past a student's limit, the worker itself is replaced
 
 
 def grade_clones(
@@ -377,10 +441,11 @@ def grade_clones(
     stats: dict | None = None,
 ) -> list[dict]:
     """Grade every clone lab by lab in at most ``workers`` processes; per clone,
-    {"labs": {lab: result}, "notes": [...], "seconds": s}. A lab that ends its
-    worker, or a clone past ``limit_s`` (counted from its first lab, after the
-    worker's start), is recorded and the report goes on. ``stats["processes"]``
-    counts the worker processes started (each imported torch once)."""
+    {"labs": {lab: result}, "notes": [...], "seconds": s}. A lab whose child
+    process ends, or a clone past ``limit_s`` (counted from its first lab,
+    after the worker's start), is recorded and the report goes on.
+    ``stats["processes"]`` counts the worker processes started (each imported
+    torch once)."""
     from mlsafety.weeks import all_labs
 
     root = repo_root()
@@ -402,7 +467,8 @@ def grade_clones(
         if started[task.index] is None:
             started[task.index] = time.monotonic()
             task.deadline = started[task.index] + limit_s
-        worker.conn.send((str(task.clone), task.labs[0]))
+        left = task.deadline - time.monotonic()
+        worker.conn.send((str(task.clone), task.labs[0], max(left, 0.0), limit_s))
         busy[worker] = task
 
     def retire(worker: _Worker) -> None:
@@ -416,7 +482,7 @@ def grade_clones(
                 starting[_Worker(ctx, root)] = time.monotonic()
                 if stats is not None:
                     stats["processes"] = stats.get("processes", 0) + 1
-            limits = [t.deadline for t in busy.values()]
+            limits = [t.deadline + GRACE_S for t in busy.values()]
             limits += [t + START_LIMIT_S for t in starting.values()]
             ready = wait(
                 [w.conn for w in [*busy, *starting]],
@@ -448,7 +514,10 @@ def grade_clones(
                     }
                 else:
                     idle.append(worker)
+                timed_out = result.pop("timed_out", False)
                 _record(results[task.index], lab, result)
+                if timed_out:
+                    _not_graded(results[task.index], task, lab)
                 if task.labs:
                     queue.appendleft(task)  # the same student goes on first
                 else:
@@ -460,16 +529,13 @@ def grade_clones(
                     f"(importing torch); is the machine overloaded?"
                 )
             for worker, task in list(busy.items()):
-                if now >= task.deadline:
+                if now >= task.deadline + GRACE_S:  # the worker itself is stuck
                     del busy[worker]
                     retire(worker)
                     lab = task.labs.popleft()
                     why = f"time limit of {limit_s:g} s reached in this lab (an endless loop?)"
                     _record(results[task.index], lab, {"error": why})
-                    for rest in task.labs:
-                        not_graded = f"not graded: the time limit was reached in {lab}"
-                        _record(results[task.index], rest, {"error": not_graded})
-                    task.labs.clear()
+                    _not_graded(results[task.index], task, lab)
                     finish(task)
     finally:
         for worker in [*idle, *starting]:
@@ -477,6 +543,13 @@ def grade_clones(
         for worker in busy:
             worker.stop(kill=True)
     return results
+
+
+def _not_graded(result: dict, task: _Task, lab: str) -> None:
+    """The labs left when the student's time ran out in ``lab``."""
+    for rest in task.labs:
+        _record(result, rest, {"error": f"not graded: the time limit was reached in {lab}"})
+    task.labs.clear()
 
 
 def _record(result: dict, lab: str, lab_result: dict) -> None:
