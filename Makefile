@@ -18,8 +18,10 @@ FROM ?=
 PROFILE ?=
 PORT ?= 8888
 JSON ?=
+OUT ?=
+DEST ?=
 
-.PHONY: help setup lab hub hub-down test test-week% test-container progress verify-% assets data doctor bench lint format lock clean weeks image image-cuda
+.PHONY: help setup lab hub hub-down test test-week% test-container progress verify-% assets data doctor bench lint format lock clean weeks image image-cuda class-report release
 
 help: ## Show this help
 	@echo "ML Safety labs. Usage: make <target> [VAR=value]"
@@ -29,8 +31,9 @@ help: ## Show this help
 	@echo
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
-	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
+	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes,class (make bench)"
 	@echo "           IMAGE=<name> BASE_IMAGE=<image> (make image, image-cuda)  JSON=<file> (make progress)"
+	@echo "           FROM=<folder> OUT=<folder> (make class-report)  DEST=<folder> (make release)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
 	@echo "Security track: $$(ls -d labs/security*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
 
@@ -100,6 +103,14 @@ progress: $(STAMP) ## Grade every week: one line per week, and a JSON report for
 
 verify-%: $(STAMP) ## Prove a week's specs: solution passes, stubs fail, mutants caught
 	@$(BIN)/mlsafety verify $(patsubst week%,%,$*)
+
+class-report: $(STAMP) ## Grade a section: FROM=<folder of clones/progress files> [OUT=artifacts/class] [ARGS='--workers 2 --limit 600']
+	@test -n "$(FROM)" || { echo "mlsafety: FROM=<folder of student clones or progress files> is needed"; exit 2; }
+	@$(BIN)/mlsafety class-report "$(FROM)" $(if $(OUT),--out "$(OUT)") $(ARGS)
+
+release: $(STAMP) ## Write the student edition (no solutions, no buggy variants) into DEST=<folder>
+	@test -n "$(DEST)" || { echo "mlsafety: DEST=<empty folder for the student edition> is needed"; exit 2; }
+	@$(BIN)/mlsafety release "$(DEST)"
 
 weeks: $(STAMP) ## List the labs
 	@$(BIN)/mlsafety weeks

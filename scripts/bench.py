@@ -17,14 +17,18 @@ Writes docs/benchmarks.md (tables) and docs/benchmarks.json:
   smoke and cpu, and its functions against Opacus (DP-SGD step, per-sample
   gradients, accountant), scikit-learn (TPR at low FPR) and the Adversarial
   Robustness Toolbox (membership inference), side by side.
+- `make class-report` on a section of synthetic student clones (complete,
+  partial, broken, hanging, exiting, stuck, untouched; goal: 30 clones in 10
+  minutes on 2 cores at the smoke profile).
 
 Times are the best of ``--repeats`` runs (this machine is shared and noisy);
 ratios compare runs taken minutes apart in the same process. The comparison
 libraries come from environments/bench.txt, installed into .bench/ by
 `make bench` and never into the lab environment.
 
-    python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes,security1]
-                            [--weeks 3,5] [--repeats 3] [--out docs]
+    python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes,security1,
+                                         security2,class]
+                            [--weeks 3,5] [--repeats 3] [--out docs] [--students 30]
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes", "security1", "security2")
+SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes", "security1", "security2", "class")
 GOALS = {
     "week_ratio": 2.5,
     "notebook_smoke_s": 60,
@@ -55,6 +59,7 @@ GOALS = {
     "notebook_gpu_s": 120,
     "jupyter_s": 5,
     "recipes_cpu_s": 900,
+    "class_30_s": 600,
 }
 
 
@@ -1054,6 +1059,97 @@ def render_security2(result: dict) -> list[str]:
         "",
     ]
     return out
+# Class report: a section of synthetic student clones.
+# --------------------------------------------------------------------------- #
+
+# Student kinds, in the order clones are made (6 clones: one of each but "stuck").
+CLASS_MIX = (
+    "complete",  # every lab solved
+    "partial",  # the first half of the labs solved
+    "broken",  # all solved, one module with a syntax error
+    "hanging",  # all solved, one function an endless loop (the specs' timeout stops it)
+    "exits",  # all solved, one module calls os._exit at import (kills the worker)
+    "untouched",  # the stubs as handed out
+    "complete",
+    "partial",
+    "stuck",  # one module blocks the timeout signal and sleeps (the time limit stops it)
+    "complete",
+)
+CLASS_LIMIT_S = 120
+
+
+def synthetic_section(into: Path, students: int) -> dict[str, str]:
+    """``students`` clones under ``into`` in the CLASS_MIX; name -> kind."""
+    import shutil
+
+    from mlsafety.weeks import all_labs, module_names, solution_dir
+
+    labs = list(all_labs().values())
+    kinds = {}
+    for i in range(students):
+        kind = CLASS_MIX[i % len(CLASS_MIX)]
+        clone = into / f"student{i + 1:02d}-{kind}"
+        shutil.copytree(ROOT / "labs", clone / "labs", ignore=shutil.ignore_patterns("__pycache__"))
+        solved = (
+            [] if kind == "untouched" else labs[: len(labs) // 2] if kind == "partial" else labs
+        )
+        for lab in solved:
+            for name in module_names(lab):
+                shutil.copy(solution_dir(lab) / f"{name}.py", clone / "labs" / lab.name)
+        # the damage goes into one lab, a different one from student to student
+        lab = labs[i % len(labs)]
+        module = clone / "labs" / lab.name / f"{module_names(lab)[0]}.py"
+        if kind == "broken":
+            module.write_text(module.read_text() + "\ndef half_written(:\n")
+        elif kind == "exits":
+            module.write_text(module.read_text() + "\nimport os\nos._exit(1)\n")
+        elif kind == "stuck":
+            stuck = (
+                "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(10**6)\n"
+            )
+            module.write_text(module.read_text() + "\nimport signal, time\n" + stuck)
+        elif kind == "hanging":
+            source = module.read_text()
+            first = source.split("\ndef ", 1)[1].split("(", 1)[0]
+            module.write_text(
+                source + f"\n\ndef {first}(*args, **kwargs):\n    while True:\n        pass\n"
+            )
+        kinds[clone.name] = kind
+    return kinds
+
+
+def bench_class(students: int, workers: int = 2, limit_s: int = CLASS_LIMIT_S) -> dict:
+    """Time `mlsafety class-report` on a synthetic section (checkpoints built first)."""
+    from mlsafety.grading import prepare
+    from mlsafety.weeks import all_labs
+
+    for folder in all_labs().values():
+        prepare(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        section, out = Path(tmp) / "section", Path(tmp) / "out"
+        kinds = synthetic_section(section, students)
+        cmd = [str(BIN / "mlsafety"), "class-report", str(section), "--out", str(out)]
+        cmd += ["--workers", str(workers), "--limit", str(limit_s)]
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        run_quiet(cmd)
+        seconds = time.perf_counter() - started
+        report = json.loads((out / "class.json").read_text())
+    by_kind: dict[str, list] = {}
+    for s in report["students"]:
+        by_kind.setdefault(kinds[s["name"]], []).append(s["seconds"])
+    result = {
+        "students": students,
+        "workers": workers,
+        "processes": report["processes"],
+        "limit_s": limit_s,
+        "load_at_start": round(load, 1),
+        "seconds": round(seconds, 1),
+        "per_student_s": {k: round(sum(v) / len(v), 1) for k, v in by_kind.items()},
+        "kinds": {k: len(v) for k, v in by_kind.items()},
+    }
+    print(f"class: {result}", flush=True)
+    return result
 
 
 # --------------------------------------------------------------------------- #
@@ -1190,6 +1286,32 @@ def render(report: dict) -> str:
         out += render_security1(report["security1"])
     if "security2" in report:
         out += render_security2(report["security2"])
+    if "class" in report:
+        r = report["class"]
+        out += ["## Class report (`make class-report`) on synthetic student clones", ""]
+        out += [
+            f"{r['students']} clones, {r['workers']} workers, a limit of {r['limit_s']} s per "
+            f"student, the smoke profile, a load average of {r.get('load_at_start', '?')} when "
+            f"it started. Goal: 30 clones in at most "
+            f"{GOALS['class_30_s'] // 60} minutes on 2 cores, torch imported once per worker "
+            f"process ({r['processes']} started: one per worker, and one more for each student "
+            "whose code ended or outlived its process).",
+            "",
+        ]
+        out += _table(
+            ["students", "seconds", "goal met (scaled to 30)"],
+            [
+                [
+                    r["students"],
+                    r["seconds"],
+                    _mark(r["seconds"] * 30 / r["students"] <= GOALS["class_30_s"]),
+                ]
+            ],
+        )
+        out += _table(
+            ["kind", "clones", "mean seconds per student"],
+            [[k, r["kinds"][k], v] for k, v in r["per_student_s"].items()],
+        )
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -1201,6 +1323,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weeks", default=None, help="comma-separated week numbers (all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--students", type=int, default=30, help="clones in the class section")
+    parser.add_argument(
+        "--class-limit", type=int, default=CLASS_LIMIT_S, help="seconds per student"
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -1224,6 +1350,8 @@ def main(argv: list[str] | None = None) -> int:
         report["security1"] = bench_security1(args.repeats)
     if "security2" in sections:
         report["security2"] = bench_security2(args.repeats)
+    if "class" in sections:
+        report["class"] = bench_class(args.students, limit_s=args.class_limit)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -4,6 +4,8 @@ against the floor (the comparisons need environments/bench.txt, so they run in
 
 import json
 
+from mlsafety.weeks import all_labs
+
 from .conftest import BIN, run
 
 
@@ -51,3 +53,49 @@ def test_the_notebook_table_names_the_gpu_or_says_there_is_none():
         {"machine": {**machine, "gpu": "NVIDIA H100"}, "repeats": 1, "notebooks": rows}
     )
     assert "device: NVIDIA H100" in named
+
+
+def _bench_module():
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_class_section_makes_every_kind_of_student(tmp_path):
+    bench = _bench_module()
+    kinds = bench.synthetic_section(tmp_path, 10)
+    assert sorted(set(kinds.values())) == sorted(set(bench.CLASS_MIX))
+    assert list(kinds.values())[:6] == list(bench.CLASS_MIX[:6])
+    broken = next(tmp_path / n for n, k in kinds.items() if k == "broken")
+    sources = [p.read_text() for p in (broken / "labs").glob("*/*.py") if "test_" not in p.name]
+    assert sum("def half_written(:" in s for s in sources) == 1
+    untouched = next(tmp_path / n for n, k in kinds.items() if k == "untouched")
+    for folder in all_labs().values():
+        for stub in folder.glob("*.py"):
+            assert (untouched / "labs" / folder.name / stub.name).read_text() == stub.read_text()
+
+
+def test_the_class_table_scales_the_goal_to_thirty_students():
+    bench = _bench_module()
+    machine = {"date": "d", "cpu": "c", "cores": 2, "python": "3.11", "torch": "2", "gpu": None}
+    row = {
+        "students": 6,
+        "workers": 2,
+        "processes": 3,
+        "limit_s": 120,
+        "load_at_start": 1.0,
+        "seconds": 100.0,
+        "per_student_s": {"complete": 20.0},
+        "kinds": {"complete": 1},
+    }
+    text = bench.render({"machine": machine, "repeats": 1, "class": row})
+    assert "| 6 | 100.0 | yes |" in text and "(3 started" in text
+    assert "| 6 | 130.0 | **no** |" in bench.render(
+        {"machine": machine, "repeats": 1, "class": {**row, "seconds": 130.0}}
+    )
+    assert "| complete | 1 | 20.0 |" in text

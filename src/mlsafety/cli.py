@@ -9,6 +9,9 @@ mlsafety assets [--profile P] [--lock|--check]  build the checkpoints (cached)
 mlsafety data [--profile P]    fetch the datasets of a profile (resumable, verified)
 mlsafety doctor [--profile P]  versions, device, assets, port; exits 1 on problems
 mlsafety weeks                 list the labs
+mlsafety class-report FROM [--out D] [--workers N] [--limit S]  grade a section's clones
+mlsafety release DEST          write the student edition (no solutions, no buggy variants)
+mlsafety result LAB FUNCTION [--from F]  one graded function's result from a progress report
 """
 
 from __future__ import annotations
@@ -145,6 +148,24 @@ def _weeks(args) -> int:
     return 0
 
 
+def _class_report(args) -> int:
+    from mlsafety.classreport import run_class_report
+
+    return run_class_report(args.source, args.out, args.workers, args.limit)
+
+
+def _release(args) -> int:
+    from mlsafety.release import run_release
+
+    return run_release(args.dest, force=args.force)
+
+
+def _result(args) -> int:
+    from mlsafety.classroom import run_result
+
+    return run_result(args.lab, args.function, args.source)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlsafety", description="ML Safety labs toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_lab)
     p = sub.add_parser("weeks", help="list the labs")
     p.set_defaults(run=_weeks)
+    p = sub.add_parser("class-report", help="grade a folder of student clones and progress files")
+    p.add_argument("source", help="folder of student clones and/or progress files")
+    p.add_argument("--out", default=None, help="where to write (artifacts/class/)")
+    p.add_argument("--workers", type=int, default=None, help="processes (min(2, cpus))")
+    p.add_argument("--limit", type=float, default=None, help="seconds per student (600)")
+    p.set_defaults(run=_class_report)
+    p = sub.add_parser("release", help="write the student edition into an empty folder")
+    p.add_argument("dest")
+    p.add_argument("--force", action="store_true", help="replace what DEST holds")
+    p.set_defaults(run=_release)
+    p = sub.add_parser("result", help="exit 0 when a graded function passes in a progress report")
+    p.add_argument("lab")
+    p.add_argument("function")
+    p.add_argument("--from", dest="source", default=None, help="report (artifacts/progress.json)")
+    p.set_defaults(run=_result)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

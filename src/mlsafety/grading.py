@@ -7,7 +7,10 @@ One place decides what "the implementation" is. ``MLSAFETY_IMPL`` or pytest's
 - ``solution``: the reference in ``solutions/weekNN_slug/``;
 - any other value: a folder of modules with the student modules' file names;
   a module missing there falls back to the reference, so a buggy variant can
-  be a single file.
+  be a single file. :func:`fell_back` names such modules (the progress report
+  records them: that work is not the student's). With ``MLSAFETY_STRICT_IMPL=1``
+  (the class report), or where there is no reference (the student edition), a
+  missing module is a one-line error instead.
 
 Specs receive modules through fixtures (:func:`module_fixture`); each load
 gets a unique module name, so two implementations never share ``sys.modules``
@@ -66,6 +69,7 @@ from mlsafety.weeks import find_week, lab_id, make_name, module_names, solution_
 
 IMPL_ENV = "MLSAFETY_IMPL"
 hookimpl = HookimplMarker("pytest")  # pytest.hookimpl, without importing pytest here
+STRICT_ENV = "MLSAFETY_STRICT_IMPL"
 _counter = itertools.count()
 
 
@@ -80,6 +84,11 @@ def implementation_dirs(week_dir: Path, impl: str | None = None) -> list[Path]:
     if impl == "student":
         return [week_dir]
     if impl == "solution":
+        if not reference.is_dir():
+            raise SetupError(
+                f"this copy of the labs has no reference solutions ({reference} is missing); "
+                f"grade your own files with IMPL=student"
+            )
         return [reference]
     folder = Path(impl).expanduser().resolve()
     if not folder.is_dir():
@@ -87,7 +96,17 @@ def implementation_dirs(week_dir: Path, impl: str | None = None) -> list[Path]:
             f"implementation folder {impl!r} does not exist; use IMPL=student, "
             f"IMPL=solution or IMPL=<folder with {', '.join(module_names(week_dir))}.py>"
         )
-    return [folder, reference]
+    strict = os.environ.get(STRICT_ENV, "") not in ("", "0") or not reference.is_dir()
+    return [folder] if strict else [folder, reference]
+
+
+def fell_back(week_dir: Path, impl: str | None = None) -> list[str]:
+    """The week's modules that ``impl`` takes from the reference because its
+    folder lacks them (empty for ``student`` and ``solution``)."""
+    folders = implementation_dirs(week_dir, impl)
+    if len(folders) < 2:
+        return []
+    return [n for n in module_names(week_dir) if not (folders[0] / f"{n}.py").exists()]
 
 
 def module_path(name: str, week_dir: Path, impl: str | None = None) -> Path:
@@ -96,7 +115,9 @@ def module_path(name: str, week_dir: Path, impl: str | None = None) -> Path:
         if candidate.exists():
             return candidate
     raise SetupError(
-        f"module {name}.py not found for {week_dir.name} (implementation {chosen_impl(impl)!r})"
+        f"module {name}.py not found for {week_dir.name} in "
+        f"{', '.join(str(f) for f in implementation_dirs(week_dir, impl))} "
+        f"(implementation {chosen_impl(impl)!r})"
     )
 
 
@@ -817,6 +838,7 @@ def run_specs(
     """Grade ``week`` in this process; pytest's exit code (0: every spec passes)."""
     import pytest
 
+    implementation_dirs(find_week(week), impl)  # a wrong IMPL: one line, not an error per spec
     prepare(week)
     with one_thread():
         return int(pytest.main(spec_args(week, impl, functions, extra)))

@@ -7,12 +7,19 @@ collect. A week whose modules are exactly the generated stubs is reported as
 function still raises NotImplementedError. All weeks run in this one process
 (torch is imported once), each through the same grading plugin as
 ``make test-weekN``.
+
+The report says what it graded, so a facilitator can trust it or not: the
+implementation, the commit and whether the tree had uncommitted changes, the
+sha256 of the spec files (the class report compares it with the release's),
+and per week the modules taken from the reference because the graded folder
+lacked them (``fell_back``): such a report is never the student's own work.
 """
 
 from __future__ import annotations
 
 import datetime
 import getpass
+import hashlib
 import json
 import os
 import platform
@@ -20,7 +27,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mlsafety.grading import chosen_impl, prepare
+from mlsafety.grading import chosen_impl, fell_back, prepare
 from mlsafety.paths import repo_root
 from mlsafety.stubs import untouched
 from mlsafety.verify import graded_run
@@ -35,7 +42,7 @@ from mlsafety.weeks import (
     week_title,
 )
 
-SCHEMA = 1
+SCHEMA = 2
 NOT_STARTED, IN_PROGRESS, COMPLETE = "not started", "in progress", "complete"
 
 
@@ -43,6 +50,7 @@ def week_progress(week_dir: Path, impl: str) -> dict:
     """One week's entry of the report."""
     declared = graded_functions(week_dir)
     started = time.perf_counter()
+    borrowed = fell_back(week_dir, impl)
     if impl == "student" and untouched(week_dir):
         rows = [
             {"function": f, "track": t, "status": "TODO", "passed": 0, "failed": 0}
@@ -80,6 +88,8 @@ def week_progress(week_dir: Path, impl: str) -> dict:
         "topic": week_title(week_dir),
         "status": status,
         "specs_run": ran,
+        "fell_back": borrowed,
+        "specs_sha256": specs_digest(repo_root(), [week_dir]),
         "passed": len(passing),
         "total": len(rows),
         "core": _track_count(rows, "core"),
@@ -130,7 +140,10 @@ def report(impl: str | None = None, weeks: list | None = None, echo=None) -> dic
         "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "student": student(),
         "implementation": impl,
-        "commit": _git("rev-parse", "--short", "HEAD"),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": _dirty(),
+        "specs_sha256": specs_digest(repo_root()),
+        "fell_back": [f"{e['id']}/{m}.py" for e in entries for m in e["fell_back"]],
         "python": platform.python_version(),
         "weeks": entries,
         "totals": {
@@ -142,6 +155,38 @@ def report(impl: str | None = None, weeks: list | None = None, echo=None) -> dic
     }
 
 
+def spec_files(root: Path, labs: list[Path] | None = None) -> list[Path]:
+    """The files that decide a grade: the labs' specs and conftests, the root
+    conftest and the grading plugin with the specs' shared helpers."""
+    root = Path(root)
+    folders = [root / "labs" / lab.name for lab in labs] if labs else [root / "labs" / "*"]
+    found = []
+    for folder in folders:
+        rel = folder.relative_to(root).as_posix()
+        found += [*root.glob(f"{rel}/test_*.py"), *root.glob(f"{rel}/conftest.py")]
+    if not labs:
+        found += [root / "conftest.py", root / "src/mlsafety/grading.py"]
+        found.append(root / "src/mlsafety/specs.py")
+    return sorted(p for p in found if p.is_file())
+
+
+def specs_digest(root: Path, labs: list[Path] | None = None) -> str:
+    """sha256 over the spec files' paths and contents (line endings normalised,
+    so a Windows checkout hashes like a Linux one)."""
+    digest = hashlib.sha256()
+    for path in spec_files(root, labs):
+        content = path.read_bytes().replace(b"\r\n", b"\n")
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def _dirty() -> bool | None:
+    """Whether tracked files differ from the commit (None: not a git checkout)."""
+    status = _git_raw("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status.strip())
+
+
 def student() -> dict:
     """Who this report is about: $MLSAFETY_STUDENT, else git's user, else the login."""
     name = os.environ.get("MLSAFETY_STUDENT") or _git("config", "user.name")
@@ -149,13 +194,18 @@ def student() -> dict:
 
 
 def _git(*args: str) -> str | None:
+    out = _git_raw(*args)
+    return (out.strip() or None) if out is not None else None
+
+
+def _git_raw(*args: str) -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(repo_root()), *args], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
 
 
 HEADER = ("week", "topic", "passing", "core", "stretch", "status", "next to fix")
@@ -221,6 +271,11 @@ def run_progress(
     target = Path(json_path) if json_path else repo_root() / "artifacts" / "progress.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
+    if result["fell_back"]:
+        print(
+            f"Not your work: fell back to the reference for {', '.join(result['fell_back'])} "
+            f"(missing from {result['implementation']}); a facilitator does not count this report"
+        )
     started = [e for e in result["weeks"] if e["status"] == IN_PROGRESS]
     for entry in started:
         print(f"  {_label(entry)}, {entry['next']}: {_shorten(entry['next_failure'])}")

@@ -128,8 +128,17 @@ def solution_dir(week_dir: Path) -> Path:
 
 
 def module_names(week_dir: Path) -> list[str]:
-    """The student modules of a week: the reference solution's module files."""
-    return sorted(p.stem for p in solution_dir(week_dir).glob("*.py") if not p.stem.startswith("_"))
+    """The student modules of a week: the reference solution's module files,
+    or, where there is no reference (the student edition), the lab folder's
+    modules other than specs and conftest."""
+    reference = solution_dir(week_dir)
+    if reference.is_dir():
+        return sorted(p.stem for p in reference.glob("*.py") if not p.stem.startswith("_"))
+    return sorted(
+        p.stem
+        for p in week_dir.glob("*.py")
+        if not p.stem.startswith(("_", "test_")) and p.stem != "conftest"
+    )
 
 
 def week_title(week_dir: Path) -> str:
