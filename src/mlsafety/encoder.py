@@ -228,6 +228,7 @@ def _cached(kind: str, sentences: list[str], compute, use_cache: bool):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.close(fd)
         torch.save(value, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared data root's cache
         os.replace(tmp, path)
     except OSError:  # a full or read-only disk only costs the next run the time
         pass
