@@ -51,3 +51,30 @@ def test_the_notebook_table_names_the_gpu_or_says_there_is_none():
         {"machine": {**machine, "gpu": "NVIDIA H100"}, "repeats": 1, "notebooks": rows}
     )
     assert "device: NVIDIA H100" in named
+
+
+def test_the_encoder_section_renders_its_numbers():
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    machine = {"date": "d", "cpu": "c", "cores": 2, "python": "3.11", "torch": "2", "gpu": None}
+    encoder = {
+        "sentences": 1500,
+        "load_s": 2.0,
+        "sentences_per_s": 150.0,
+        "utility": [
+            {"features": "hashing", "held_out_accuracy": 0.9},
+            {"features": "encoder", "held_out_accuracy": 0.95},
+        ],
+        "ccs": [{"layer": 0, "ccs": 0.51, "supervised": 0.6}],
+        "text_ig": {"sentences": 8, "steps": 32, "ours_s": 1.0, "completeness_error": 0.01,
+                    "captum_s": 2.0, "captum_gap": 1.5e-07},
+    }  # fmt: skip
+    text = bench.render({"machine": machine, "repeats": 1, "encoder": encoder})
+    assert "| encoder | 95.0% |" in text and "| hashing | 90.0% |" in text
+    assert "| 0 | 51.0% | 60.0% |" in text
+    assert "max |ours - captum| / max |captum| = 1.5e-07" in text and "1.00%" in text
