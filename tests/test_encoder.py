@@ -178,3 +178,26 @@ def test_fit_head_separates_good_from_bad_scenarios(model, cache_root):
     assert accuracy > 0.85, accuracy
     again = encoder.fit_head(x[:60], y[:60], 2, steps=100)
     assert torch.equal(head.weight, again.weight), "the same seed gives the same head"
+
+
+def test_week6_text_ig_is_complete_on_the_real_classifier(model, cache_root):
+    """The reference token IG on MiniLM with a head: completeness within 2% at 32
+    steps from the [PAD] baseline, padding at 0, the [CLS] ... [SEP] tokens covered."""
+    from mlsafety.grading import load_module
+
+    text_saliency = load_module("text_saliency", 6, "solution")
+    g = torch.Generator().manual_seed(1)
+    head = torch.nn.Linear(384, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(2, 384, generator=g))
+    classifier = encoder.text_classifier(head, device="cpu")
+    embeds, mask, tokens = classifier.inputs(SENTENCES[:2])
+    pad = model.pad_embedding()
+    ig = text_saliency.token_integrated_gradients(
+        classifier, embeds, mask, 1, baseline=pad, steps=32
+    )
+    with torch.no_grad():
+        change = classifier(embeds, mask)[:, 1] - classifier(pad.expand_as(embeds), mask)[:, 1]
+    gap = text_saliency.completeness_gap(classifier, embeds, mask, 1, ig, baseline=pad)
+    assert (gap.abs() / change.abs()).max() < 0.02, (gap, change)
+    assert torch.all(ig[mask == 0] == 0) and ig.shape == mask.shape

@@ -163,6 +163,12 @@ def _load(device_name: str) -> Encoder:
             f"sentence-transformers is not installed ({err}); run `make setup`"
         ) from None
 
+    try:  # no "Loading weights" progress bar in every notebook that loads the model
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    except ImportError:
+        pass
     with torch.random.fork_rng(devices=[]):  # loading must not move the caller's seed
         model = SentenceTransformer(str(folder), device=device_name, local_files_only=True)
     model.eval()
