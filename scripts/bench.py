@@ -20,14 +20,19 @@ Writes docs/benchmarks.md (tables) and docs/benchmarks.json:
 - `make class-report` on a section of synthetic student clones (complete,
   partial, broken, hanging, exiting, stuck, untouched; goal: 30 clones in 10
   minutes on 2 cores at the smoke profile).
+- the real sentence encoder of weeks 6 and 7: encoding speed, the utility
+  model's held-out pairwise accuracy on hashed features and on the encoder's
+  embeddings, CCS against a supervised probe on every encoder layer, and text
+  integrated gradients (completeness, and agreement with captum's
+  LayerIntegratedGradients on the word-embedding layer).
 
 Times are the best of ``--repeats`` runs (this machine is shared and noisy);
 ratios compare runs taken minutes apart in the same process. The comparison
 libraries come from environments/bench.txt, installed into .bench/ by
 `make bench` and never into the lab environment.
 
-    python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes,security1,
-                                         security2,class]
+    python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes,encoder,
+                                         security1,security2,class]
                             [--weeks 3,5] [--repeats 3] [--out docs] [--students 30]
 """
 
@@ -51,7 +56,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SECTIONS = ("weeks", "notebooks", "compare", "jupyter", "recipes", "security1", "security2", "class")
+SECTIONS = (
+    "weeks",
+    "notebooks",
+    "compare",
+    "jupyter",
+    "recipes",
+    "encoder",
+    "security1",
+    "security2",
+    "class",
+)
 GOALS = {
     "week_ratio": 2.5,
     "notebook_smoke_s": 60,
@@ -473,6 +488,149 @@ def bench_compare(repeats: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- #
+# The sentence encoder of weeks 6 and 7.
+# --------------------------------------------------------------------------- #
+
+
+def bench_encoder(repeats: int, seed: int = 0) -> dict:
+    """Encoding speed, utility accuracy (hashing vs encoder), CCS per layer, text IG."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsafety import encoder, text
+
+    started = time.perf_counter()
+    encoder.load("cpu")
+    load_s = time.perf_counter() - started
+    data = text.scenarios(seed, n_train=1000, n_test=500)
+    sentences = sorted({s for pair in data.train + data.test for s in pair})
+    speed = float("inf")
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        embedded = encoder.encode(sentences, device="cpu", cache=False)
+        speed = min(speed, time.perf_counter() - started)
+    index = {s: i for i, s in enumerate(sentences)}
+
+    utility = find_solution_function("train_utility_head")
+    accuracy = find_solution_function("pairwise_accuracy")
+    features = {
+        "hashing": lambda batch: text.embed(batch),
+        "encoder": lambda batch: embedded[[index[s] for s in batch]],
+    }
+    utility_rows = []
+    for name, embed in features.items():
+        pairs = {
+            part: [embed([b for b, _ in pairs]), embed([w for _, w in pairs])]
+            for part, pairs in (("train", data.train), ("test", data.test))
+        }
+        head = utility(
+            *pairs["train"], epochs=30, lr=0.01, generator=torch.Generator().manual_seed(0)
+        )
+        with torch.no_grad():
+            held = [head(x).squeeze(-1) for x in pairs["test"]]
+        utility_rows.append({"features": name, "held_out_accuracy": round(accuracy(*held), 4)})
+
+    train_ccs = find_solution_function("train_ccs_probe")
+    probe_accuracy = find_solution_function("probe_accuracy")
+    truth = text.statements(seed, n=400)
+    pos = encoder.hidden_states([s.text for s in truth], device="cpu")
+    neg = encoder.hidden_states([s.negation for s in truth], device="cpu")
+    labels = torch.tensor([s.true for s in truth])
+    fit, score = slice(0, 200), slice(200, None)
+
+    def normalise(x):
+        return (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+
+    ccs_rows = []
+    for layer in range(pos.shape[0]):
+        xp, xn = pos[layer], neg[layer]
+        ccs = train_ccs(xp[fit], xn[fit], restarts=4, steps=300, lr=0.01,
+                        generator=torch.Generator().manual_seed(layer))  # fmt: skip
+        diff = (normalise(xp[fit]) - normalise(xn[fit])).numpy()
+        logistic = LogisticRegression(max_iter=2000).fit(diff, labels[fit].numpy())
+        supervised = torch.nn.Linear(xp.shape[1], 1)
+        with torch.no_grad():
+            supervised.weight.copy_(torch.as_tensor(logistic.coef_, dtype=torch.float32))
+            supervised.bias.zero_()
+        ccs_rows.append(
+            {
+                "layer": layer,
+                "ccs": round(probe_accuracy(ccs, xp[score], xn[score], labels[score]), 4),
+                "supervised": round(
+                    probe_accuracy(supervised, xp[score], xn[score], labels[score]), 4
+                ),
+            }
+        )
+    return {
+        "sentences": len(sentences),
+        "load_s": round(load_s, 2),
+        "sentences_per_s": round(len(sentences) / speed, 1),
+        "utility": utility_rows,
+        "ccs": ccs_rows,
+        "text_ig": bench_text_ig(),
+    }
+
+
+def bench_text_ig(steps: int = 32) -> dict:
+    """Completeness of the graded text IG on the MiniLM good/bad classifier, and its
+    agreement with captum's LayerIntegratedGradients on the word-embedding layer
+    (the same path: [PAD] embedding to the sentence, right Riemann sum)."""
+    import torch
+
+    from mlsafety import encoder, text
+
+    ig = find_solution_function("token_integrated_gradients")
+    gap = find_solution_function("completeness_gap")
+    questions = text.scenarios(0, n_train=10, n_test=10, n_probe=60).questions
+    x = encoder.encode([q for q, _ in questions], device="cpu")
+    y = torch.tensor([int(good) for _, good in questions])
+    classifier = encoder.text_classifier(encoder.fit_head(x, y, 2), device="cpu")
+    sentences = [q for q, _ in questions[:8]]
+    embeds, mask, _ = classifier.inputs(sentences)
+    with torch.no_grad():
+        target = classifier(embeds, mask).argmax(1)
+    pad = classifier.encoder.pad_embedding()
+    started = time.perf_counter()
+    ours = ig(classifier, embeds, mask, target, baseline=pad, steps=steps)
+    ours_s = time.perf_counter() - started
+    with torch.no_grad():
+        change = classifier(embeds, mask).gather(1, target[:, None]).squeeze(1) - classifier(
+            pad.expand_as(embeds), mask
+        ).gather(1, target[:, None]).squeeze(1)
+    completeness = gap(classifier, embeds, mask, target, ours, baseline=pad).abs() / change.abs()
+    result = {
+        "sentences": len(sentences),
+        "steps": steps,
+        "ours_s": round(ours_s, 2),
+        "completeness_error": round(completeness.max().item(), 4),
+    }
+    try:
+        from captum.attr import LayerIntegratedGradients
+    except ImportError:
+        result["captum"] = "captum is not installed (environments/bench.txt, via `make bench`)"
+        return result
+    ids, mask, _ = classifier.encoder.tokenize(sentences)
+    layer = classifier.bert.get_input_embeddings()
+
+    def forward(input_ids, attention_mask):
+        return classifier(layer(input_ids), attention_mask)
+
+    started = time.perf_counter()
+    theirs = LayerIntegratedGradients(forward, layer).attribute(
+        ids,
+        baselines=torch.full_like(ids, classifier.encoder.tokenizer.pad_token_id),
+        target=target,
+        additional_forward_args=(mask,),
+        n_steps=steps,
+        method="riemann_right",
+    )
+    theirs = theirs.sum(-1) * mask
+    result["captum_s"] = round(time.perf_counter() - started, 2)
+    result["captum_gap"] = float(f"{((ours - theirs).abs().max() / theirs.abs().max()).item():.1e}")
+    return result
+
+
+# --------------------------------------------------------------------------- #
 # JupyterLab start-up.
 # --------------------------------------------------------------------------- #
 
@@ -865,6 +1023,8 @@ def render_security1(result: dict) -> list[str]:
             for r in result["compare"]
         ],
     )
+
+
 # Security lab 2: its self-check and notebook, extraction against the
 # Adversarial Robustness Toolbox (Copycat CNN, Knockoff Nets) at the same
 # budget, and the pickle scanner against picklescan and fickling.
@@ -1059,6 +1219,8 @@ def render_security2(result: dict) -> list[str]:
         "",
     ]
     return out
+
+
 # Class report: a section of synthetic student clones.
 # --------------------------------------------------------------------------- #
 
@@ -1312,7 +1474,48 @@ def render(report: dict) -> str:
             ["kind", "clones", "mean seconds per student"],
             [[k, r["kinds"][k], v] for k, v in r["per_student_s"].items()],
         )
+    if "encoder" in report:
+        out += render_encoder(report["encoder"])
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_encoder(e: dict) -> list[str]:
+    out = ["## The sentence encoder of weeks 6 and 7 (MiniLM-L6, CPU)", ""]
+    out += [
+        f"Loaded in {e['load_s']} s; {e['sentences']} distinct scenario sentences encoded "
+        f"at {e['sentences_per_s']} sentences/s (no cache).",
+        "",
+        "Utility model (week 7): held-out pairwise accuracy of the linear head, 1,000 "
+        "training and 500 held-out pairs.",
+        "",
+    ]
+    out += _table(
+        ["features", "held-out pairwise accuracy"],
+        [[r["features"], f"{r['held_out_accuracy']:.1%}"] for r in e["utility"]],
+    )
+    out += [
+        "Truth probes (week 7): 400 generated statements and their negations, 200 to fit, "
+        "200 held out; sign-free accuracy per encoder layer (0: embeddings).",
+        "",
+    ]
+    out += _table(
+        ["layer", "CCS", "supervised"],
+        [[r["layer"], f"{r['ccs']:.1%}", f"{r['supervised']:.1%}"] for r in e["ccs"]],
+    )
+    ig = e["text_ig"]
+    agreement = (
+        f"max |ours - captum| / max |captum| = {ig['captum_gap']:.1e} ({ig['captum_s']} s)"
+        if "captum_gap" in ig
+        else ig.get("captum", "")
+    )
+    out += [
+        f"Text integrated gradients (week 6): {ig['sentences']} sentences, [PAD] baseline, "
+        f"{ig['steps']} steps in {ig['ours_s']} s; largest completeness error "
+        f"{ig['completeness_error']:.2%} of |f(x) - f(baseline)|; against captum's "
+        f"LayerIntegratedGradients on the word embeddings: {agreement}.",
+        "",
+    ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1352,6 +1555,8 @@ def main(argv: list[str] | None = None) -> int:
         report["security2"] = bench_security2(args.repeats)
     if "class" in sections:
         report["class"] = bench_class(args.students, limit_s=args.class_limit)
+    if "encoder" in sections:
+        report["encoder"] = bench_encoder(args.repeats)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")

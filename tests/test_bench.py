@@ -99,3 +99,24 @@ def test_the_class_table_scales_the_goal_to_thirty_students():
         {"machine": machine, "repeats": 1, "class": {**row, "seconds": 130.0}}
     )
     assert "| complete | 1 | 20.0 |" in text
+
+
+def test_the_encoder_section_renders_its_numbers():
+    bench = _bench_module()
+    machine = {"date": "d", "cpu": "c", "cores": 2, "python": "3.11", "torch": "2", "gpu": None}
+    encoder = {
+        "sentences": 1500,
+        "load_s": 2.0,
+        "sentences_per_s": 150.0,
+        "utility": [
+            {"features": "hashing", "held_out_accuracy": 0.9},
+            {"features": "encoder", "held_out_accuracy": 0.95},
+        ],
+        "ccs": [{"layer": 0, "ccs": 0.51, "supervised": 0.6}],
+        "text_ig": {"sentences": 8, "steps": 32, "ours_s": 1.0, "completeness_error": 0.01,
+                    "captum_s": 2.0, "captum_gap": 1.5e-07},
+    }  # fmt: skip
+    text = bench.render({"machine": machine, "repeats": 1, "encoder": encoder})
+    assert "| encoder | 95.0% |" in text and "| hashing | 90.0% |" in text
+    assert "| 0 | 51.0% | 60.0% |" in text
+    assert "max |ours - captum| / max |captum| = 1.5e-07" in text and "1.00%" in text

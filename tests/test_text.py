@@ -150,3 +150,31 @@ def test_scenario_sentences_and_their_planted_utility():
     assert planted_utility("save", "children", 3) == 3.0 * 1.5 * 2.0
     assert planted_utility("greet", "people", 100) == 0.0
     assert planted_utility("injure", "people", 7) < planted_utility("injure", "people", 1) < 0
+
+
+def test_statements_have_known_truth_and_a_negation():
+    from mlsafety.text import CAPITALS, KINDS, STATEMENT_TOPICS, statements
+
+    found = statements(0, n=80)
+    assert found == statements(0, n=80) and found != statements(1, n=80)
+    assert same_global_draw(lambda: statements(2, n=8))
+    assert [s.topic for s in found[:4]] == list(STATEMENT_TOPICS)
+    for topic in STATEMENT_TOPICS:
+        mine = [s for s in found if s.topic == topic]
+        assert sum(s.true for s in mine) == len(mine) // 2, f"{topic}: half true"
+    for s in found:
+        assert s.negation != s.text and "not" in s.negation.split()
+        words = s.text.rstrip(".").split()
+        if s.topic == "arithmetic":
+            assert (int(words[0]) + int(words[2]) == int(words[4])) == s.true, s
+        elif s.topic == "comparison":
+            assert (int(words[0]) > int(words[4])) == s.true, s
+        elif s.topic == "capital":
+            assert (CAPITALS[words[-1]] == words[0]) == s.true, s
+        else:
+            assert (KINDS[words[1]] == words[-1]) == s.true, s
+    assert {s.topic for s in statements(0, n=6, topics=["capital"])} == {"capital"}
+    with pytest.raises(ValueError):
+        statements(0, n=4, topics=["astrology"])
+    with pytest.raises(ValueError):
+        statements(0, n=-1)

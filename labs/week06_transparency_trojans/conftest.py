@@ -21,6 +21,7 @@ from mlsafety.grading import module_fixture
 
 saliency = module_fixture("saliency")
 trojans = module_fixture("trojans")
+text_saliency = module_fixture("text_saliency")
 
 WORLD_SIDE = 8
 WORLD_TARGET = 3

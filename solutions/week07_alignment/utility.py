@@ -16,7 +16,8 @@ Conventions for every function here:
   ``u_worse[i]`` are the utilities of the two scenarios of pair ``i``.
 - Embeddings are float tensors of shape ``(N, D)``: row ``i`` of ``better``
   and of ``worse`` embed the two scenarios of pair ``i`` (for example from
-  ``mlsafety.text.embed``).
+  the sentence encoder, ``mlsafety.encoder.encode``, or the hashing
+  featurizer, ``mlsafety.text.embed``).
 - Inputs are never modified. Randomness comes only from the
   ``torch.Generator`` passed as ``generator``: the same seed gives the same
   result, whatever the state of torch's global generator.

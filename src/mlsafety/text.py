@@ -314,3 +314,97 @@ def scenarios(
         questions=questions,
         utility=utility,
     )
+
+
+# --------------------------------------------------------------------------- #
+# Statements whose truth is known, each with its negation (week 7's CCS).
+# --------------------------------------------------------------------------- #
+
+CAPITALS = {
+    "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Spain": "Madrid",
+    "Germany": "Berlin", "Egypt": "Cairo", "Russia": "Moscow", "Greece": "Athens",
+    "Portugal": "Lisbon", "Austria": "Vienna", "Norway": "Oslo", "Kenya": "Nairobi",
+    "Peru": "Lima", "Ireland": "Dublin", "Poland": "Warsaw", "Thailand": "Bangkok",
+    "Cuba": "Havana", "Sweden": "Stockholm", "Canada": "Ottawa", "China": "Beijing",
+}  # fmt: skip
+KINDS = {  # animal -> its class
+    "dog": "mammal", "cat": "mammal", "horse": "mammal", "whale": "mammal", "cow": "mammal",
+    "eagle": "bird", "sparrow": "bird", "owl": "bird", "penguin": "bird", "parrot": "bird",
+    "salmon": "fish", "shark": "fish", "trout": "fish", "tuna": "fish", "cod": "fish",
+    "snake": "reptile", "lizard": "reptile", "turtle": "reptile", "crocodile": "reptile",
+}  # fmt: skip
+STATEMENT_TOPICS = ("arithmetic", "comparison", "capital", "animal")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement, its negation and whether the statement is true (then the
+    negation is false, and the other way round)."""
+
+    text: str
+    negation: str
+    true: bool
+    topic: str
+
+
+def _statement(rng, topic: str, true: bool) -> Statement:
+    if topic == "arithmetic":
+        a, b = (int(v) for v in rng.integers(1, 20, size=2))
+        c = a + b if true else a + b + int(rng.choice([-3, -2, -1, 1, 2, 3]))
+        return Statement(
+            f"{a} plus {b} equals {c}.", f"{a} plus {b} does not equal {c}.", true, topic
+        )
+    if topic == "comparison":
+        a, b = (int(v) for v in rng.choice(np.arange(1, 100), size=2, replace=False))
+        big, small = max(a, b), min(a, b)
+        left, right = (big, small) if true else (small, big)
+        return Statement(
+            f"{left} is larger than {right}.", f"{left} is not larger than {right}.", true, topic
+        )
+    if topic == "capital":
+        countries = list(CAPITALS)
+        country = countries[rng.integers(len(countries))]
+        city = CAPITALS[country]
+        if not true:
+            others = [c for c in countries if c != country]
+            city = CAPITALS[others[rng.integers(len(others))]]
+        return Statement(
+            f"{city} is the capital of {country}.",
+            f"{city} is not the capital of {country}.",
+            true,
+            topic,
+        )
+    animals = list(KINDS)
+    animal = animals[rng.integers(len(animals))]
+    kind = KINDS[animal]
+    if not true:
+        others = sorted(set(KINDS.values()) - {kind})
+        kind = others[rng.integers(len(others))]
+    return Statement(f"The {animal} is a {kind}.", f"The {animal} is not a {kind}.", true, topic)
+
+
+def statements(seed: int = 0, n: int = 200, topics=STATEMENT_TOPICS) -> list[Statement]:
+    """``n`` statements with known truth, each with its negation, for truth probes.
+
+    Topics, drawn in turn (statement ``i`` has topic ``topics[i % len(topics)]``):
+    ``"arithmetic"`` ("3 plus 4 equals 7." / "3 plus 4 does not equal 7.", a
+    false sum off by 1 to 3), ``"comparison"`` ("58 is larger than 12."),
+    ``"capital"`` ("Paris is the capital of France.", a false one names another
+    country's capital) and ``"animal"`` ("The owl is a bird."). Half of each
+    topic's statements are true (truth alternates within a topic, starting with
+    true), so always answering "true" scores 50%. Everything is drawn from
+    ``numpy.random.default_rng(seed)``: the same seed gives the same list and the
+    global random state is unused. Nothing is downloaded.
+    """
+    topics = tuple(topics)
+    unknown = set(topics) - set(STATEMENT_TOPICS)
+    if not topics or unknown:
+        raise ValueError(
+            f"statements: topics must be some of {STATEMENT_TOPICS}, got {sorted(unknown) or topics}"
+        )
+    if int(n) != n or n < 0:
+        raise ValueError(f"statements: n must be a non-negative integer, got {n}")
+    rng = np.random.default_rng(seed)
+    return [
+        _statement(rng, topics[i % len(topics)], (i // len(topics)) % 2 == 0) for i in range(int(n))
+    ]

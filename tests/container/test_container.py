@@ -334,3 +334,48 @@ def test_compose_file_is_valid_for_compose_v1(stack):
     for args in ([], ["--profile", "gpu"]):
         result = sh(["docker-compose", *args, "config", "-q"], cwd=ROOT, env=env, check=False)
         assert result.returncode == 0, result.stderr
+
+
+ENCODER_NOTEBOOK = "labs/week07_alignment/lab.ipynb"
+RUN_NOTEBOOK = """
+import sys, time
+import nbclient, nbformat
+path = sys.argv[1]
+nb = nbformat.read(path, as_version=4)
+started = time.perf_counter()
+nbclient.NotebookClient(
+    nb, timeout=900, kernel_name="python3",
+    resources={"metadata": {"path": path.rsplit("/", 1)[0]}},
+).execute()
+print("".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])))
+print(f"notebook seconds: {time.perf_counter() - started:.1f}")
+"""
+
+
+def test_the_week7_notebook_runs_offline_with_the_encoder(cpu_image, work_dir):
+    """The real sentence encoder is inside the image and loads with no network at
+    all: week 7's notebook runs top to bottom as the student in a container
+    started with `--network none` (the kernel talks to nbclient over loopback)."""
+    started = time.perf_counter()
+    result = sh(
+        [
+            "docker", "run", "--rm", "--network", "none",
+            "-v", f"{work_dir}:/home/student/work",
+            "-e", "MLSAFETY_PROFILE=smoke", "-e", "MLSAFETY_IMPL=solution", "-e", "MPLBACKEND=Agg",
+            cpu_image,
+            "sh", "-c",
+            'echo "offline: $HF_HUB_OFFLINE $TRANSFORMERS_OFFLINE uid: $(id -u)"; '
+            'python -c "$0" ' + ENCODER_NOTEBOOK,
+            RUN_NOTEBOOK,
+        ],
+        timeout=1200,
+        check=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "offline: 1 1 uid: 1000" in result.stdout, result.stdout[:500]
+    assert "profile=smoke" in result.stdout and "graded functions pass" in result.stdout
+    assert re.search(r"encoder: training loss .* held-out \d", result.stdout), result.stdout[-3000:]
+    assert re.search(r"layer 6: supervised", result.stdout), result.stdout[-3000:]
+    print(f"\n{ENCODER_NOTEBOOK} ran offline in the CPU image in {seconds:.1f} s")
