@@ -87,3 +87,21 @@ def test_missing_real_data_names_the_command(tmp_path):
         assert "\n" not in message
     with pytest.raises(SetupError, match="unknown dataset 'imagenet'"):
         load_torchvision("imagenet", train=False, root=tmp_path)
+
+
+def test_leftovers_of_a_killed_writer_are_swept_once_old(tmp_path):
+    import os
+    import time
+
+    from mlsafety.data import sweep_leftovers
+
+    old, fresh, kept = tmp_path / ".x.pt.abc", tmp_path / ".x.pt.def", tmp_path / "x.pt"
+    for path in (old, fresh, kept):
+        path.write_bytes(b"half")
+    (tmp_path / ".staging-x").mkdir()
+    for path in (old, tmp_path / ".staging-x"):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    sweep_leftovers(tmp_path)
+    assert not old.exists() and not (tmp_path / ".staging-x").exists()
+    assert fresh.exists(), "a temporary file younger than an hour may be a writer still running"
+    assert kept.exists(), "only dotted temporary names are swept"

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from mlsafety import SetupError
 from mlsafety.lab import lab_command, lab_token
 
 from .conftest import BIN, ROOT
@@ -128,3 +129,14 @@ def test_no_url_is_printed_for_a_server_that_stopped():
     )
     assert result.returncode == 1 and "URL" not in result.stdout, result.stdout
     assert "JupyterLab stopped before it answered" in result.stdout
+
+
+def test_when_every_port_is_busy_the_message_names_the_variable(monkeypatch):
+    from mlsafety import doctor
+    from mlsafety.lab import pick_port
+
+    monkeypatch.setattr(doctor, "port_free", lambda port, host="127.0.0.1": port == 9000)
+    assert pick_port(8990) == 9000
+    monkeypatch.setattr(doctor, "port_free", lambda port, host="127.0.0.1": False)
+    with pytest.raises(SetupError, match=r"ports 8888 to 8908 are all in use.*make lab PORT="):
+        pick_port(8888)

@@ -182,8 +182,8 @@ def _check_checkpoint(report: Report, entry, profile, data_ok: bool) -> None:
         # the labs load it (CPU builds differ across CPU types), but it is not
         # the locked file: a replaced file with a matching record looks like this
         report.warnings.append(
-            f"checkpoint {entry.name} at {path} {state.removeprefix('differs from the lock: ')}"
-            f"; {fix} rebuilds it (CPU builds are reproducible on one machine type only)"
+            f"checkpoint {entry.name} at {path}: {state.removeprefix('differs from the lock: ')}"
+            f"; {fix} rebuilds it (CPU builds are reproducible on one CPU type only)"
         )
         return
     at = f" at {path}" if path else ""

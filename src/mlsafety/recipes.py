@@ -12,7 +12,9 @@ altered) or that the safe loader refuses is rebuilt from its recipe, with one
 line saying so; in a read-only data root the new one goes to the user cache.
 `make assets` also rebuilds one whose sha256 differs from the lock
 (environments/assets.lock.json), the trusted record: a record beside a file
-can be replaced with it.
+can be replaced with it. (Where this machine's CPU builds other bytes than
+the lock's, that is a rebuild per `make assets` of a locked profile: seconds
+at smoke, the only profile locked.)
 """
 
 from __future__ import annotations
