@@ -85,6 +85,8 @@ def section(tmp_path_factory):
     spec = next((volume / "work" / "labs" / WEEK2.name).glob("test_*.py"))
     spec.write_text(spec.read_text() + "\n# edited\n")
     make_clone(root / "gil" / "gil-main")  # an archive unpacked into a folder of its own
+    solve_week2(make_clone(root / "han"))
+    (root / "han" / "labs" / WEEK2.name / f"{module_names(WEEK2)[-1]}.py").unlink()
     (root / "fay").mkdir()
     (root / "fay" / "notes.txt").write_text("not a clone")
     solve_week2(make_clone(root / "=odd,name<b>"))
@@ -123,6 +125,12 @@ def test_clones_are_graded_with_the_release_specs(section):
         rows["ada"]["labs"]["week03"]["functions"][f]["status"]
         for f in graded_functions(all_labs()["week03"])
     ) == {"TODO"}
+    # a missing module: its functions fail, never taken from the reference; the others count
+    han = rows["han"]["labs"]["week02"]["functions"]
+    assert {c["status"] for c in han.values()} == {"PASS", "FAIL"}
+    gone = f"{module_names(WEEK2)[-1]}.py"
+    assert all("not found" in c["detail"] for c in han.values() if c["status"] == "FAIL")
+    assert f"week02: {gone} missing" in rows["han"]["notes"]
     # edited specs in the clone: graded with the release's and flagged
     assert set(week2(rows["eve"]).values()) == {"PASS"}
     assert any("specs in the clone differ" in n for n in rows["eve"]["notes"])

@@ -113,6 +113,8 @@ def edition_makefile(text: str) -> str:
     runs from its target line to the next blank line)."""
     out, skipping = [], False
     for line in text.splitlines(keepends=True):
+        if "(make class-report)" in line:  # a help line about a facilitator's target
+            continue
         target = (
             line.split(":", 1)[0] if ":" in line and not line.startswith(("\t", " ", "#")) else None
         )
