@@ -719,7 +719,7 @@ def bench_security2(repeats: int) -> dict:
     return {
         "self_check": self_check,
         "notebook_smoke_s": notebook,
-        "extraction": _security2_extraction(budget=80, epochs=30, batch=20, seeds=3),
+        "extraction": _security2_extraction(budget=80, epochs=30, batch=20, seeds=2),
         "scanners": _security2_scanners(repeats),
     }
 
