@@ -727,6 +727,12 @@ def bench_security2(repeats: int) -> dict:
 def render_security2(result: dict) -> list[str]:
     check = result["self_check"]
     out = ["## Security lab 2: model stealing and the model supply chain", ""]
+    if "machine" in result:  # measured on its own, with `make bench SECTIONS=security2`
+        out += [
+            f"Measured alone (`make bench SECTIONS=security2`) on {result['machine']['date']}; "
+            "compare the floor here with the weeks' floor for the load the machine was under.",
+            "",
+        ]
     out += [
         f"Self-check `make test-security2 IMPL=solution`: {check['self_check_s']} s against a floor "
         f"of {check['floor_s']} s (ratio {check['ratio']}, goal at most {GOALS['week_ratio']}: "
