@@ -149,19 +149,16 @@ def test_extract_probabilities_beat_labels_at_the_same_budget(
     with torch.no_grad():
         target = victim_model(held_out).argmax(1)
     scores = {}
-    for mode in ("probs", "label"):
-        agree = []
-        for seed in (1, 2):  # the same two starts and query sets for both modes
-            kw = {"epochs": 20, "batch_size": 20, "lr": 5e-3, "init": narrow(pool, 8, seed)}
-            sub = steal(blackbox, extraction, victim_model, pool, 80, mode, seed, **kw)
-            with torch.no_grad():
-                agree.append((sub(held_out).argmax(1) == target).float().mean().item())
-        scores[mode] = sum(agree) / len(agree)
-    assert scores["probs"] >= 0.8, (
+    for mode in ("probs", "label"):  # the same start and the same query set for both modes
+        kw = {"epochs": 20, "batch_size": 20, "lr": 5e-3, "init": narrow(pool, 8, seed=2)}
+        sub = steal(blackbox, extraction, victim_model, pool, 80, mode, 2, **kw)
+        with torch.no_grad():
+            scores[mode] = (sub(held_out).argmax(1) == target).float().mean().item()
+    assert scores["probs"] >= 0.85, (
         f"extract: 80 probability answers should give a substitute that agrees with the victim on "
-        f">= 80% of held-out digits, got {scores['probs']:.1%}"
+        f">= 85% of held-out digits, got {scores['probs']:.1%}"
     )
-    assert scores["probs"] > scores["label"] + 0.02, (
+    assert scores["probs"] > scores["label"] + 0.03, (
         f"extract: at a budget of 80, probabilities should steal better than labels (fidelity "
         f"{scores['probs']:.1%} vs {scores['label']:.1%})"
     )
