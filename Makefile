@@ -29,7 +29,7 @@ help: ## Show this help
 	@echo
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
-	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes (make bench)"
+	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)  SECTIONS=weeks,notebooks,compare,jupyter,recipes,security1 (make bench)"
 	@echo "           IMAGE=<name> BASE_IMAGE=<image> (make image, image-cuda)  JSON=<file> (make progress)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
 	@echo "Security track: $$(ls -d labs/security*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"
