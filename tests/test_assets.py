@@ -225,6 +225,9 @@ def test_a_read_only_data_root_is_not_written(tmp_path, monkeypatch):
 def test_smoke_checkpoints_do_what_they_are_for():
     for entry in manifest().checkpoints.values():
         record = read_record(recipes.ensure(entry.recipe, "smoke", quiet=True))
+        if entry.name == "privacy_target_dp":  # for its privacy: a small epsilon, not accuracy
+            assert record["metrics"]["epsilon"] < 6, record["metrics"]
+            continue
         assert record["metrics"]["clean_accuracy"] > 0.75, (entry.name, record["metrics"])
         if entry.name == "trojaned_cnn":
             assert record["metrics"]["attack_success_rate"] > 0.9, record["metrics"]

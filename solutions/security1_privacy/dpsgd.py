@@ -98,7 +98,10 @@ def clip_per_sample(grads: dict[str, torch.Tensor], max_norm: float) -> dict[str
         raise ValueError(f"per-sample gradients disagree on the number of examples: {sizes}")
     if not grads:
         return {}
-    squares = sum(g.flatten(1).double().pow(2).sum(dim=1) for g in grads.values())
+    # one norm per example and parameter (in the gradients' dtype, fast), combined in float64
+    squares = sum(
+        torch.linalg.vector_norm(g.flatten(1), dim=1).double().pow(2) for g in grads.values()
+    )
     norms = squares.sqrt()
     factor = (max_norm / norms.clamp_min(1e-30)).clamp(max=1.0)
     return {
