@@ -391,20 +391,26 @@ def _metrics(model, profile: Profile, dataset: str, kind: str) -> dict:
 
 
 # Recipes that train with a reference solution: the student edition ships their builds.
-REFERENCE_RECIPES = {"adversarial_cnn": "week03"}
+REFERENCE_RECIPES = {"adversarial_cnn": "week03", "privacy_target_dp": "security1"}
 
 
-def _reference_attacks(profile: Profile):
+def _reference(module: str, lab: str, checkpoint: str, profile: Profile):
+    """The reference solution's ``module`` of ``lab``, which ``checkpoint``
+    trains with; one line where this copy of the labs has no solutions."""
     from mlsafety.grading import load_module
     from mlsafety.weeks import find_week, solution_dir
 
-    if not solution_dir(find_week(3)).is_dir():
+    if not solution_dir(find_week(lab)).is_dir():
         raise SetupError(
-            f"checkpoint adversarial_cnn ({profile.name}) trains with week 3's reference attack, "
+            f"checkpoint {checkpoint} ({profile.name}) trains with {lab}'s reference {module}.py, "
             f"which this copy of the labs does not have; use the course image "
             f"(docker compose pull), where it is built in"
         )
-    return load_module("attacks", 3, "solution")
+    return load_module(module, lab, "solution")
+
+
+def _reference_attacks(profile: Profile):
+    return _reference("attacks", "week03", "adversarial_cnn", profile)
 
 
 def _register(name: str, kind: str, description: str) -> None:
@@ -522,7 +528,6 @@ def _train_privacy(profile: Profile, device, kind: str, shadow: int | None = Non
     import torch.nn.functional as F
 
     from mlsafety.data import loader
-    from mlsafety.grading import load_module
     from mlsafety.models import SmallCNN
 
     s = _privacy_settings(profile, kind, shadow)
@@ -533,7 +538,7 @@ def _train_privacy(profile: Profile, device, kind: str, shadow: int | None = Non
     model = SmallCNN(x.shape[1], 10, s["width"], x.shape[-1]).to(device)
     model.train()
     if kind == "dp":
-        dpsgd = load_module("dpsgd", "security1", "solution")
+        dpsgd = _reference("dpsgd", "security1", "privacy_target_dp", profile)
         opt = torch.optim.SGD(model.parameters(), lr=s["dp"]["lr"])
         g = torch.Generator().manual_seed(s["seed"])
         noise = torch.Generator(device=device).manual_seed(s["seed"] + 1)
@@ -577,9 +582,7 @@ def _privacy_metrics(model, profile, data, s, kind, shadow) -> dict:
         "clean_accuracy": round(test_acc.item(), 4),
     }
     if kind == "dp":
-        from mlsafety.grading import load_module
-
-        accountant = load_module("accountant", "security1", "solution")
+        accountant = _reference("accountant", "security1", "privacy_target_dp", profile)
         rate = s["batch_size"] / len(train)
         steps = s["dp_epochs"] * round(1 / rate)
         orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
