@@ -320,8 +320,9 @@ def test_robust_accuracy_reads_the_data_once_on_the_models_device(robustness, mo
     from mlsafety.hardware import pick_device
 
     x, y = digits64
-    expected = correct(model, x, y) / len(y)
-    model = model.to(pick_device())  # the batches stay on the CPU
+    device = pick_device()
+    model = model.to(device)  # the batches stay on the CPU
+    expected = correct(model, x.to(device), y.to(device)) / len(y)
     got = robustness.robust_accuracy(model, one_pass(uneven_batches(x, y)))
     assert abs(got - expected) < 1e-6, (
         f"robust_accuracy: on a generator of batches (iterable only once) expected {expected:.4f}, got "
@@ -336,9 +337,11 @@ def test_adversarial_training_reads_the_data_once_in_train_mode(robustness, mode
 
     x, y = digits64
     batches = uneven_batches(x, y, (20, 3, 9))  # small: only the modes and the pass count
-    reference = copy.deepcopy(model)
-    exp_loss, _ = reference_epoch(reference, batches, 0.05, attack=nudge)
-    spy = Modes(model).to(pick_device())  # the batches stay on the CPU
+    device = pick_device()
+    reference = copy.deepcopy(model).to(device)
+    on_device = [(bx.to(device), by.to(device)) for bx, by in batches]
+    exp_loss, _ = reference_epoch(reference, on_device, 0.05, attack=nudge)
+    spy = Modes(model).to(device)  # the batches stay on the CPU
     spy.eval()
     loss, _ = robustness.adversarial_training_epoch(
         spy, one_pass(batches), PlainSGD(spy.parameters(), lr=0.05), nudge

@@ -519,7 +519,7 @@ def test_augmix_any_depth_up_to_0_draws_1_to_3(augment, rng):
     for depth in (0, -3):
         lengths = []
         r = rng(depth + 10)
-        for _ in range(60):
+        for _ in range(20):
             log = []
             augment.augmix(x, r, width=3, depth=depth, ops=[Step(log)])
             lengths += chain_lengths(log)
