@@ -17,6 +17,9 @@ Writes docs/benchmarks.md (tables) and docs/benchmarks.json:
   smoke and cpu, and its functions against Opacus (DP-SGD step, per-sample
   gradients, accountant), scikit-learn (TPR at low FPR) and the Adversarial
   Robustness Toolbox (membership inference), side by side.
+- the dev container and the class's hub as `make test-container` timed them
+  (artifacts/*-timings.json): `devcontainer up` to a passing self-check, and the
+  hub's start, spawns, first self-check and a load test of simultaneous spawns;
 - `make class-report` on a section of synthetic student clones (complete,
   partial, broken, hanging, exiting, stuck, untouched; goal: 30 clones in 10
   minutes on 2 cores at the smoke profile).
@@ -32,7 +35,7 @@ libraries come from environments/bench.txt, installed into .bench/ by
 `make bench` and never into the lab environment.
 
     python scripts/bench.py [--sections weeks,notebooks,compare,jupyter,recipes,encoder,
-                                         security1,security2,class]
+                                         security1,security2,class,containers]
                             [--weeks 3,5] [--repeats 3] [--out docs] [--students 30]
 """
 
@@ -66,6 +69,7 @@ SECTIONS = (
     "security1",
     "security2",
     "class",
+    "containers",
 )
 GOALS = {
     "week_ratio": 2.5,
@@ -1359,6 +1363,66 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+# --------------------------------------------------------------------------- #
+# Containers: what `make test-container` timed (dev container, hub).
+# --------------------------------------------------------------------------- #
+
+
+def bench_containers() -> dict:
+    """The timings the container test wrote (it needs root and Docker, so the
+    bench reports them rather than re-running it)."""
+    found = {}
+    for name in ("devcontainer", "hub"):
+        path = ROOT / "artifacts" / f"{name}-timings.json"
+        if path.exists():
+            found[name] = json.loads(path.read_text())
+    if not found:
+        raise RuntimeError("no artifacts/*-timings.json: run `make test-container` first")
+    return found
+
+
+def render_containers(c: dict) -> list[str]:
+    out = ["## Dev containers and the class's hub (`make test-container`)", ""]
+    out += [
+        "Timed by the container test on this machine (Docker engine, images built from a "
+        "local Debian base), in seconds.",
+        "",
+    ]
+    d = c.get("devcontainer", {})
+    if d:
+        out += _table(
+            ["dev container (CPU)", "seconds"],
+            [
+                [
+                    "`devcontainer up` on a fresh clone, from the image's layers",
+                    d.get("up_from_published_layers_s", "-"),
+                ],
+                ["first `make test-week3` inside", d.get("first_make_test_week3_s", "-")],
+                ["open to a passing self-check", d.get("open_to_passing_week3_s", "-")],
+            ],
+        )
+    h = c.get("hub", {})
+    if h:
+        rows = [
+            ["`make hub` to a healthy hub (image cached)", h.get("hub_up_s", "-")],
+            ["first student's server ready", h.get("spawn_first_s", "-")],
+            ["a server started again (work kept)", h.get("spawn_again_s", "-")],
+            ["first self-check in a student's kernel", h.get("first_self_check_s", "-")],
+            ["`make hub-down`", h.get("hub_down_s", "-")],
+        ]
+        for key in sorted(k for k in h if k.startswith("load_") and k.endswith("_wall_s")):
+            n = key.split("_")[1]
+            rows.append(
+                [
+                    f"{n} students spawning at once: all ready / median / failed",
+                    f"{h[key]} / {h.get(f'load_{n}_median_spawn_s', '-')} / "
+                    f"{int(h.get(f'load_{n}_failed', 0))}",
+                ]
+            )
+        out += _table(["hub", "seconds"], rows)
+    return out
+
+
 def render(report: dict) -> str:
     m = report["machine"]
     out = [
@@ -1484,6 +1548,8 @@ def render(report: dict) -> str:
         )
     if "encoder" in report:
         out += render_encoder(report["encoder"])
+    if "containers" in report:
+        out += render_containers(report["containers"])
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -1563,6 +1629,8 @@ def main(argv: list[str] | None = None) -> int:
         report["security2"] = bench_security2(args.repeats)
     if "class" in sections:
         report["class"] = bench_class(args.students, limit_s=args.class_limit)
+    if "containers" in sections:
+        report["containers"] = bench_containers()
     if "encoder" in sections:
         report["encoder"] = bench_encoder(args.repeats)
     out = Path(args.out)
