@@ -19,7 +19,7 @@ from mlsafety.cli import main
 from mlsafety.data import fingerprint, load_tensors, pickle_problem
 from mlsafety.hardware import PROFILES, pick_profile
 
-from .conftest import run
+from .conftest import ROOT, run
 
 EXAMPLES = 40  # per file; the command line writes the published sizes
 NAMES = ("fashion-mnist", "cifar10", "svhn")
@@ -146,6 +146,16 @@ def test_make_data_refuses_a_standin_in_one_line(root, share, tmp_path, monkeypa
     )
 
 
+def _bench():
+    """scripts/bench.py as a module (it is a script, not part of the toolkit)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _plant_copies(root, share):
     """The installed stand-ins copied where the published datasets go: with
     their stamp and note, with the note alone, and bare."""
@@ -189,6 +199,8 @@ def test_without_the_switch_nothing_ever_reads_the_standin(root, share, monkeypa
     for name, profile in PROFILES.items():
         assert pick_profile(name) == profile and profile.dataset in ("digits", "mnist", "cifar10")
     assert main(["data", *NAMES, "--quiet"] + ["--from", str(share)]) == 1
+    bench = _bench()
+    assert bench.standins_read("gpu", 5) == [] and not bench.profile_data_present("gpu", 5)
     for name in ("cifar10", "svhn"):
         assert dataset_state(dataset(name)) != "verified"
 
@@ -241,6 +253,12 @@ def test_the_rehearsal_reads_the_standin_and_says_so(root, share, monkeypatch, c
         assert any(
             w.startswith(f"dataset {name}: the labs read its stand-in") for w in report.warnings
         )
+    bench = _bench()
+    assert bench.standins_read("gpu", 5) == list(NAMES)
+    assert bench.profile_data_present("cpu", 5) is False, "MNIST is not here: nothing to time"
+    row = {"cpu_s": 12.3, "cpu_standin": ["fashion-mnist"], "gpu_s": 4.5}
+    assert bench._notebook_cell(row, "cpu") == "12.3 (stand-in fashion-mnist)"
+    assert bench._notebook_cell(row, "gpu") == 4.5
 
 
 def test_a_damaged_standin_is_refused_in_the_rehearsal(root, share, monkeypatch):
