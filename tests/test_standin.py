@@ -119,6 +119,8 @@ def test_standins_are_deterministic_and_sized_on_request(tmp_path, share):
     assert _idx_header(smaller / "t10k-labels-idx1-ubyte.gz") == (8, (12,))
     with pytest.raises(SetupError, match="no stand-in for 'mnist'"):
         standin.write_standin("mnist", tmp_path)
+    with pytest.raises(SetupError, match="at least 10 examples per file, not 3"):
+        standin.write_standin("svhn", tmp_path, 3)
 
 
 # --------------------------------------------------------------------------- #
@@ -259,6 +261,17 @@ def test_the_rehearsal_reads_the_standin_and_says_so(root, share, monkeypatch, c
     row = {"cpu_s": 12.3, "cpu_standin": ["fashion-mnist"], "gpu_s": 4.5}
     assert bench._notebook_cell(row, "cpu") == "12.3 (stand-in fashion-mnist)"
     assert bench._notebook_cell(row, "gpu") == 4.5
+
+
+def test_the_published_dataset_wins_over_its_standin(root, share, monkeypatch):
+    from mlsafety import assets
+
+    assert standin.install_standin("svhn", share)[1] == "copied"
+    assert standin.install_standin("svhn")[1] == "present", "an intact stand-in is kept"
+    monkeypatch.setenv(standin.ENV, "1")
+    assert standin.in_use("svhn")
+    monkeypatch.setattr(assets, "dataset_state", lambda entry, root=None, deep=False: "verified")
+    assert not standin.in_use("svhn"), "the published SVHN is installed: it is what is read"
 
 
 def test_a_damaged_standin_is_refused_in_the_rehearsal(root, share, monkeypatch):
