@@ -385,13 +385,12 @@ def locate_files(entry: Dataset, source: Path) -> dict[str, Path]:
         else:
             missing.append(remote.name)
     if missing:
-        looked = ", ".join(f"{f}/" for f in folders if f.is_dir()) or "nowhere"
-        aside = f"; not in {source}/ itself, as {why}" if why else ""
+        places = [f"{f}/" for f in folders if f.is_dir()]
         names = " or ".join(f"{n}/" for n in folder_names(entry))
-        raise SetupError(
-            f"{', '.join(missing)} not found under {source} (looked in {looked}{aside}); "
-            f"the published files go in a subfolder named {names}"
-        )
+        where = f"looked in {', '.join(places)}" if places else f"it has no subfolder {names}"
+        aside = f"; not in {source}/ itself, as {why}" if why else ""
+        hint = f"; the published files go in a subfolder named {names}" if places else ""
+        raise SetupError(f"{', '.join(missing)} not found under {source} ({where}{aside}){hint}")
     return found
 
 
