@@ -404,8 +404,8 @@ def _copy_verified(remote: RemoteFile, found: Path, folder: Path, label: str) ->
         if is_standin_file(found):
             raise SetupError(
                 f"{label}: {found} is a stand-in written by `mlsafety standin`, not the "
-                f"published file, and was not used (only a rehearsal installs it, with "
-                f"`make data STANDIN=1 FROM={found.parent}`)"
+                f"published file, and was not used (only a rehearsal installs it: "
+                f"`make data STANDIN=1` with the same FROM)"
             )
         raise SetupError(
             f"{label}: {found} does not match its sha256 in environments/assets.toml; "
