@@ -15,6 +15,7 @@ ARGS ?=
 LOCK ?=
 SECTIONS ?=
 FROM ?=
+STANDIN ?=
 PROFILE ?=
 PORT ?= 8888
 JSON ?=
@@ -31,7 +32,7 @@ help: ## Show this help
 	@echo
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
-	@echo "           FROM=<folder> (make data)  LOCK=1 (make assets)"
+	@echo "           FROM=<folder> STANDIN=1 (make data: STANDIN for rehearsals)  LOCK=1 (make assets)"
 	@echo "           SECTIONS=weeks,notebooks,compare,jupyter,recipes,encoder,security1,security2,class (make bench)"
 	@echo "           IMAGE=<name> BASE_IMAGE=<image> (make image, image-cuda)  JSON=<file> (make progress)"
 	@echo "           FROM=<folder> OUT=<folder> (make class-report)  DEST=<folder> (make release)"
@@ -119,8 +120,8 @@ weeks: $(STAMP) ## List the labs
 assets: $(STAMP) ## Build the checkpoints for PROFILE (cached); LOCK=1 records them in the lock
 	@$(BIN)/mlsafety assets $(if $(PROFILE),--profile $(PROFILE)) $(if $(LOCK),--lock)
 
-data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's); resumes, verifies; FROM=dir
-	@$(BIN)/mlsafety data $(if $(PROFILE),--profile $(PROFILE)) $(if $(FROM),--from $(FROM))
+data: $(STAMP) ## Fetch the datasets for PROFILE (default: this machine's); resumes, verifies; FROM=dir; STANDIN=1: rehearsal stand-ins
+	@$(BIN)/mlsafety data $(if $(PROFILE),--profile $(PROFILE)) $(if $(FROM),--from $(FROM)) $(if $(filter 1,$(STANDIN)),--standin)
 
 doctor: $(STAMP) ## Check versions, device, profile, disk, assets, port; list what to fix
 	@$(BIN)/mlsafety doctor $(if $(PROFILE),--profile $(PROFILE)) --port $(PORT)

@@ -6,7 +6,9 @@ mlsafety verify WEEK... [--no-claims]  specs pass on the solution, fail on stubs
                                mutants; the claims file's rules hold (mlsafety claims)
 mlsafety claims WEEK...        each docstring claim traced to specs; every raise provoked
 mlsafety assets [--profile P] [--lock|--check]  build the checkpoints (cached)
-mlsafety data [--profile P]    fetch the datasets of a profile (resumable, verified)
+mlsafety data [--profile P] [--from DIR] [--standin]  fetch the datasets of a profile
+                               (resumable, verified); --standin: a rehearsal's stand-ins
+mlsafety standin NAME... --into DIR  write labelled stand-ins (never used as the dataset)
 mlsafety doctor [--profile P]  versions, device, assets, port; exits 1 on problems
 mlsafety weeks                 list the labs
 mlsafety class-report FROM [--out D] [--workers N] [--limit S]  grade a section's clones
@@ -109,6 +111,7 @@ def _assets(args) -> int:
 def _data(args) -> int:
     from mlsafety.assets import fetch_dataset, manifest
     from mlsafety.hardware import pick_profile
+    from mlsafety.standin import STANDINS, install_standin
 
     profile = pick_profile(args.profile)
     names = args.names or [d.name for d in manifest().for_profile(profile.name)[0]]
@@ -118,14 +121,30 @@ def _data(args) -> int:
     failed = []
     for name in names:
         try:
+            if args.standin and name in STANDINS:
+                folder, what = install_standin(name, args.source)
+                print(f"{name}: STAND-IN {what}, not the published data ({folder})")
+                continue
             folder, what = fetch_dataset(name, progress=not args.quiet, **options)
             print(f"{name}: {what}, verified ({folder})")
         except SetupError as err:
-            print(f"{name}: {err}", file=sys.stderr)
+            text = str(err)
+            print(text if text.startswith(f"{name}: ") else f"{name}: {text}", file=sys.stderr)
             failed.append(name)
     if failed:
         print(f"mlsafety: could not fetch {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _standin(args) -> int:
+    from mlsafety.standin import write_standin
+
+    for name in args.names:
+        folder = write_standin(name, args.into, args.examples)
+        print(
+            f"{name}: STAND-IN written to {folder} (not the published data; `make data` refuses it)"
+        )
+    return 0
 
 
 def _doctor(args) -> int:
@@ -224,7 +243,22 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="take the files from this folder instead of the network (same sha256 checks)",
     )
+    p.add_argument(
+        "--standin",
+        action="store_true",
+        help="rehearsal: install labelled stand-ins of Fashion-MNIST, CIFAR-10 and SVHN "
+        "(from --from, else written) under <data root>/standin, read only with MLSAFETY_STANDIN=1",
+    )
     p.set_defaults(run=_data)
+    p = sub.add_parser(
+        "standin", help="write labelled stand-ins in the published formats (for rehearsals)"
+    )
+    p.add_argument("names", nargs="+", help="fashion-mnist, cifar10 or svhn")
+    p.add_argument("--into", required=True, help="folder; each dataset goes in <into>/<name>/")
+    p.add_argument(
+        "--examples", type=int, default=None, help="at most this many per file (published sizes)"
+    )
+    p.set_defaults(run=_standin)
     p = sub.add_parser("doctor", help="check versions, device, assets, port; list problems")
     p.add_argument("--profile", default=None)
     p.add_argument("--deep", action="store_true", help="re-hash every dataset file")

@@ -154,12 +154,31 @@ def _check_dataset(report: Report, entry, profile, deep: bool) -> bool:
         folder, state = dataset_folder(entry), dataset_state(entry, deep=deep)
     except Exception as err:  # noqa: BLE001 - report it and go on with the rest
         folder, state = "?", f"corrupt: could not be checked ({_first_line(err)})"
+    if state != "verified" and _standin_read(report, entry, deep):
+        return True
     report.add(f"dataset {entry.name}", f"{state}  ({folder})")
     if state == "verified":
         return True
     verb = "fetches" if state == "missing" else "repairs"
     report.problems.append(f"dataset {entry.name} is {state} at {folder}: {fix} {verb} it")
     return False
+
+
+def _standin_read(report: Report, entry, deep: bool) -> bool:
+    """Whether the labs read the stand-in of ``entry`` (a rehearsal: only with
+    MLSAFETY_STANDIN=1 and the published dataset absent); if so it is listed as
+    such, with a warning."""
+    from mlsafety import standin
+
+    if not standin.in_use(entry.name) or standin.standin_state(entry.name, deep) != "verified":
+        return False
+    folder = standin.standin_root() / entry.folder
+    report.add(f"dataset {entry.name}", f"STAND-IN, verified  ({folder})")
+    report.warnings.append(
+        f"dataset {entry.name}: the labs read its stand-in ({standin.ENV}=1), not the published "
+        f"data; every number measured on it is a stand-in's"
+    )
+    return True
 
 
 def _check_checkpoint(report: Report, entry, profile, data_ok: bool) -> None:
