@@ -315,6 +315,48 @@ def test_a_name_the_spawner_cannot_use_is_refused_and_the_hub_serves_on(hub, peo
     assert students["bob"].server("GET", "status").status_code == 200
 
 
+@pytest.mark.skipif(
+    not os.environ.get("MLSAFETY_HUB_LOAD"),
+    reason="a load test: MLSAFETY_HUB_LOAD=10 make test-container ARGS='-k hub'",
+)
+def test_many_students_spawn_at_once(hub, people):
+    """N students sign up, are authorized and start their servers at the same
+    moment; every spawn must succeed (timings in artifacts/hub-timings.json)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin, _ = people
+    count = int(os.environ["MLSAFETY_HUB_LOAD"])
+    crowd = [Person(hub, f"load{i:03d}") for i in range(count)]
+    for student in crowd:
+        assert "sent to the admin" in student.signup().text
+        admin.session.get(f"{hub.url}/hub/authorize/{student.name}", timeout=30)
+        student.login()
+        student.new_token()
+
+    def spawn(student: Person):
+        try:
+            return student.start(), None
+        except BaseException as err:  # pytest.fail raises a BaseException
+            return None, f"{student.name}: {err}"
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(spawn, crowd))
+    wall = time.perf_counter() - started
+    failures = [err for _, err in results if err]
+    times = sorted(t for t, _ in results if t is not None)
+    record(
+        **{
+            f"load_{count}_wall_s": wall,
+            f"load_{count}_median_spawn_s": times[len(times) // 2] if times else -1,
+            f"load_{count}_failed": float(len(failures)),
+        }
+    )
+    assert not failures, failures
+    for student in crowd:
+        student.stop()
+
+
 def test_the_hub_and_the_students_servers_stop_cleanly(hub, people):
     started = time.perf_counter()
     hub.script("down", timeout=120)
