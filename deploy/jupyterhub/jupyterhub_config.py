@@ -27,6 +27,10 @@ def env(name: str, default: str) -> str:
 ADMIN = env("MLSAFETY_HUB_ADMIN", "facilitator")
 c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
 c.Authenticator.admin_users = {ADMIN}
+# who gets in is decided by the admin's authorization in NativeAuthenticator, so
+# JupyterHub's own allow list (empty by default since JupyterHub 5) lets through
+# every user the authenticator lets through
+c.Authenticator.allow_all = True
 c.NativeAuthenticator.open_signup = env("MLSAFETY_HUB_OPEN_SIGNUP", "false") == "true"
 c.NativeAuthenticator.minimum_password_length = 8
 c.NativeAuthenticator.check_common_password = True

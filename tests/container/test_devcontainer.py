@@ -94,14 +94,22 @@ def clone(host_user):
 
 
 def config_for(work: Path, source: Path = CONFIG) -> Path:
-    """The committed configuration with the build arguments of this machine, next
-    to it in the clone (relative paths resolve the same)."""
+    """The committed configuration with the build arguments of this machine, in a
+    folder of its own under the clone's .devcontainer/ (the CLI takes only files
+    named devcontainer.json), its build paths pointing at the same files."""
     config = json5.loads(source.read_text())
-    config["build"]["args"] = {**config["build"].get("args", {}), **BUILD_ARGS}
-    target = work / source.relative_to(ROOT).with_name(".devcontainer.test.json")
-    target.write_text(json.dumps(config, indent=2))
-    os.chown(target, HOST_UID, HOST_UID)
-    return target
+    folder = work / ".devcontainer" / ("test-gpu" if source == GPU_CONFIG else "test-cpu")
+    folder.mkdir(parents=True, exist_ok=True)
+    build = config["build"]
+    for key in ("dockerfile", "context"):
+        target = work / (source.parent / build[key]).resolve().relative_to(ROOT)
+        build[key] = os.path.relpath(target, folder)
+    build["args"] = {**build.get("args", {}), **BUILD_ARGS}
+    path = folder / "devcontainer.json"
+    path.write_text(json.dumps(config, indent=2))
+    for made in (folder, path):
+        os.chown(made, HOST_UID, HOST_UID)
+    return path
 
 
 class Opened:
@@ -274,7 +282,8 @@ def test_the_gpu_configuration_as_the_cli_reads_it(clone):
     read = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
     configuration = read["configuration"]
     assert configuration["runArgs"] == ["--gpus", "all"]
-    assert configuration["build"]["dockerfile"] == "../../Dockerfile.cuda"
+    built = (config.parent / configuration["build"]["dockerfile"]).resolve()
+    assert built == (clone / "Dockerfile.cuda").resolve()
     assert configuration["remoteUser"] == "student"
 
 
