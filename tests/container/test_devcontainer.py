@@ -88,9 +88,18 @@ def clone(host_user):
             dest = work / name.decode()
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest)
+    copy_extra_certificates(work)
     sh(["chown", "-R", f"{HOST_UID}:{HOST_UID}", str(base)])
     yield work
     shutil.rmtree(base, ignore_errors=True)
+
+
+def copy_extra_certificates(work: Path) -> None:
+    """The host's extra CA certificates, which the container test puts in
+    docker/certs/ for the builds (git ignores them, so a clone lacks them): a
+    student behind a TLS-inspecting proxy puts them there the same way."""
+    for cert in (ROOT / "docker" / "certs").glob("*.crt"):
+        shutil.copy2(cert, work / "docker" / "certs" / cert.name)
 
 
 def config_for(work: Path, source: Path = CONFIG) -> Path:
@@ -315,6 +324,7 @@ def test_a_workspace_the_student_cannot_write_is_one_clear_line(cpu_image, tmp_p
     sh(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(work)])
     for name in ("docker/post-create.sh", ".devcontainer/devcontainer.json"):
         shutil.copy2(ROOT / name, work / name)
+    copy_extra_certificates(work)
     config = config_for(work)
     os.chown(config, 0, 0)
     label = "mlsafety.test=rooted"

@@ -302,9 +302,10 @@ def test_students_cannot_reach_each_other_or_the_admin_api(hub, people):
     anonymous = requests.get(f"{hub.url}/hub/api/users", timeout=30)
     assert anonymous.status_code in (401, 403)
     page = requests.get(f"{hub.url}/user/alice/lab", timeout=30, allow_redirects=False)
-    assert page.status_code in (302, 403) and "/hub/login" in page.headers.get(
-        "location", "/hub/login"
-    )
+    assert page.status_code in (302, 403), page.status_code
+    assert page.headers.get("location", "/hub/").startswith("/hub/"), "sent to the hub to log in"
+    followed = requests.get(f"{hub.url}/user/alice/lab", timeout=30)
+    assert "/hub/login" in followed.url and "JupyterLab" not in followed.text
 
 
 def test_a_name_the_spawner_cannot_use_is_refused_and_the_hub_serves_on(hub, people):
