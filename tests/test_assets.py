@@ -222,6 +222,7 @@ def test_a_read_only_data_root_is_not_written(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.timeout(900)  # builds every smoke checkpoint the manifest lists when none is cached
 def test_smoke_checkpoints_do_what_they_are_for():
     for entry in manifest().checkpoints.values():
         record = read_record(recipes.ensure(entry.recipe, "smoke", quiet=True))

@@ -277,7 +277,8 @@ def _state(line: str, profile: str = "smoke") -> tuple[str, list[str]]:
 LOCAL_CASES = [(k, f) for k in KINDS[:3] for f in FAULTS[:4]]
 
 
-@pytest.mark.timeout(300)
+# a repair rebuilds what it needs (up to every smoke checkpoint): minutes on a busy machine
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(("kind", "fault"), LOCAL_CASES, ids=[f"{k}-{f}" for k, f in LOCAL_CASES])
 def test_a_damaged_cache_is_detected_reported_and_repaired(
     kind, fault, root, pristine, tmp_path, capsys
