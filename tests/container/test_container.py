@@ -260,7 +260,9 @@ def test_a_token_is_generated_and_printed_when_none_is_set(cpu_image):
     sh(["docker", "run", "-d", "--name", name, "-e", "JUPYTER_TOKEN= ", cpu_image])
     try:
         logs = ""
-        deadline = time.monotonic() + 60
+        # the URL is printed once the server answers on it: copying the labs and
+        # starting JupyterLab come first
+        deadline = time.monotonic() + 180
         while "token=" not in logs and time.monotonic() < deadline:
             time.sleep(1)
             result = sh(["docker", "logs", name], check=False)
