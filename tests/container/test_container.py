@@ -259,15 +259,15 @@ def test_a_token_is_generated_and_printed_when_none_is_set(cpu_image):
     name = f"mlsafety-test-token-{uuid.uuid4().hex[:6]}"
     sh(["docker", "run", "-d", "--name", name, "-e", "JUPYTER_TOKEN= ", cpu_image])
     try:
-        logs = ""
-        # the URL is printed once the server answers on it: copying the labs and
-        # starting JupyterLab come first
+        logs, match = "", None
+        # the URL is printed once the server answers on it (after Jupyter's own
+        # masked "token=..." lines): copying the labs and starting JupyterLab come first
         deadline = time.monotonic() + 180
-        while "token=" not in logs and time.monotonic() < deadline:
+        while not match and time.monotonic() < deadline:
             time.sleep(1)
             result = sh(["docker", "logs", name], check=False)
             logs = result.stdout + result.stderr
-        match = re.search(r"/lab\?token=(\S+)", logs)
+            match = re.search(r"mlsafety: JupyterLab on \S+/lab\?token=(\S+)", logs)
         assert match and len(match.group(1)) >= 20, logs
         assert "copying the labs from the image" in logs
     finally:
