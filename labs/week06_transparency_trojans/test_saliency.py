@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mlsafety.grading import graded
+from mlsafety.specs import raises
 
 GRADED = {
     "gradient_saliency": "core",
@@ -48,22 +49,6 @@ def input_grad(model, x, target):
 
 def gap(a, b):
     return (a - b).abs().max().item()
-
-
-def raises(function, error, call, why):
-    """Fail with a message naming ``function`` unless ``call()`` raises ``error``."""
-    try:
-        call()
-    except error:
-        return
-    except NotImplementedError:
-        raise
-    except Exception as err:  # any other exception is the wrong signal
-        pytest.fail(
-            f"{function}: should raise {error.__name__} ({why}), raised {type(err).__name__}: {err}",
-            pytrace=False,
-        )
-    pytest.fail(f"{function}: should raise {error.__name__} ({why})", pytrace=False)
 
 
 METHODS = [

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlsafety.grading import graded
+from mlsafety.specs import raises
 
 GRADED = {
     "token_gradient_x_input": "core",
@@ -133,22 +134,6 @@ def attribution(name, value, like):
             pytrace=False,
         )
     return value
-
-
-def raises(function, error, call, why):
-    """Fail with a message naming ``function`` unless ``call()`` raises ``error``."""
-    try:
-        call()
-    except error:
-        return
-    except NotImplementedError:
-        raise
-    except Exception as err:  # any other exception is the wrong signal
-        pytest.fail(
-            f"{function}: should raise {error.__name__} ({why}), raised {type(err).__name__}: {err}",
-            pytrace=False,
-        )
-    pytest.fail(f"{function}: should raise {error.__name__} ({why})", pytrace=False)
 
 
 METHODS = [

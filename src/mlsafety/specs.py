@@ -46,6 +46,22 @@ def array(function: str, value, shape=None) -> np.ndarray:
     return out
 
 
+def raises(function, error, call, why):
+    """Fail with a message naming ``function`` unless ``call()`` raises ``error``."""
+    try:
+        call()
+    except error:
+        return
+    except NotImplementedError:
+        raise
+    except Exception as err:  # any other exception is the wrong signal
+        pytest.fail(
+            f"{function}: should raise {error.__name__} ({why}), raised {type(err).__name__}: {err}",
+            pytrace=False,
+        )
+    pytest.fail(f"{function}: should raise {error.__name__} ({why})", pytrace=False)
+
+
 def same_global_draw(call) -> bool:
     """True if ``call()`` leaves the global numpy.random state alone."""
     np.random.seed(12345)
