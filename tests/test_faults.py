@@ -213,31 +213,43 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
-def _killed_mid_write(target, run) -> None:
-    """Run ``run()`` in a forked child whose ``target`` (a (module, name) pair
-    of a writing function) writes half of its output and is then killed by
-    SIGKILL: no cleanup handler runs, as when a machine loses power."""
-    module, name = target
-    original = getattr(module, name)
+_KILLED_WRITER = """
+import importlib, os, signal, sys
+from pathlib import Path
 
-    def half_then_die(*args, **kwargs):
-        original(*args, **kwargs)
-        written = [Path(a) for a in args if isinstance(a, str | Path) and Path(a).is_file()]
-        for path in written:  # a file argument: cut it, as an interrupted write leaves it
-            _truncate(path)
-        os.kill(os.getpid(), signal.SIGKILL)
+module_name, name, run = sys.argv[1:4]
+module = importlib.import_module(module_name)
+original = getattr(module, name)
 
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        try:
-            setattr(module, name, half_then_die)
-            with contextlib.redirect_stderr(io.StringIO()):
-                run()
-        finally:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
-        f"the writer was meant to die by SIGKILL mid-write, exit status {status}"
+def half_then_die(*args, **kwargs):
+    original(*args, **kwargs)
+    for a in args:  # a file argument: cut it, as an interrupted write leaves it
+        if isinstance(a, (str, Path)) and Path(a).is_file():
+            Path(a).write_bytes(Path(a).read_bytes()[: Path(a).stat().st_size // 2])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(module, name, half_then_die)
+exec(run)
+"""
+
+
+def _killed_mid_write(target: tuple[str, str], run: str) -> None:
+    """Run the statements ``run`` in a fresh Python process (with this test's
+    data root and cache) whose ``target`` (a (module, name) pair naming a
+    writing function) writes half of its output and is then killed by SIGKILL:
+    no cleanup handler runs, as when a machine loses power. A fresh process,
+    not a fork: a forked child of a process whose torch and tqdm threads hold
+    locks can wait on them for ever."""
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", _KILLED_WRITER, *target, run],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == -signal.SIGKILL, (
+        f"the writer was meant to die by SIGKILL mid-write, exit status {done.returncode}: "
+        f"{done.stderr[-2000:]}"
     )
 
 
@@ -363,24 +375,30 @@ def test_a_damaged_cache_is_detected_reported_and_repaired(
 
 def _kill_writer(kind: str, data: Path) -> None:
     """The writer of ``kind`` killed mid-write, on its first write."""
-    from mlsafety import data as data_module
-    from mlsafety.data import load_tensors, write_smoke_data
-
     if kind == "offline digits":
         shutil.rmtree(data / "smoke")
-        _killed_mid_write((data_module, "_write_cifar_format"), write_smoke_data)
+        _killed_mid_write(
+            ("mlsafety.data", "_write_cifar_format"),
+            "from mlsafety.data import write_smoke_data; write_smoke_data()",
+        )
         assert list(data.glob(".smoke-*")), "the killed write left no staging folder"
     elif kind == "tensor cache":
         path = _tensor_file(data)
         path.unlink()
         Path(f"{path}.json").unlink()
-        _killed_mid_write((torch, "save"), lambda: load_tensors("digits", train=True))
+        _killed_mid_write(
+            ("torch", "save"),
+            "from mlsafety.data import load_tensors; load_tensors('digits', train=True)",
+        )
         assert list(path.parent.glob(f".{path.name}.*")), "the killed write left nothing"
     else:
         path = data / "checkpoints" / "smoke" / "standard_cnn.pt"
         path.unlink()
         Path(f"{path}.json").unlink()
-        _killed_mid_write((torch, "save"), lambda: recipes.ensure("standard_cnn", "smoke"))
+        _killed_mid_write(
+            ("torch", "save"),
+            "from mlsafety import recipes; recipes.ensure('standard_cnn', 'smoke')",
+        )
         assert list(path.parent.glob(f".{path.name}.*")), "the killed write left nothing"
 
 
