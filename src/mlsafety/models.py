@@ -54,4 +54,14 @@ def small_cnn_for(
         return SmallCNN(x.shape[1], num_classes, width, x.shape[-1])
 
 
-MODELS = {"SmallCNN": SmallCNN}
+def _instruct_lm(**config):
+    """The language model of security lab 3 (transformers is imported only here)."""
+    from transformers.initialization import no_init_weights
+
+    from mlsafety.llm import InstructLM
+
+    with no_init_weights():  # the checkpoint's weights replace them at once
+        return InstructLM(**config)
+
+
+MODELS = {"SmallCNN": SmallCNN, "InstructLM": _instruct_lm}

@@ -37,14 +37,17 @@ class Recipe:
     build: Callable
     settings: Callable[[Profile], dict]  # everything the result depends on
     description: str
+    shared: bool = False  # one file serves every profile (a converted model, not a training run)
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
-def recipe(name: str, settings: Callable[[Profile], dict], description: str):
+def recipe(
+    name: str, settings: Callable[[Profile], dict], description: str, shared: bool = False
+):
     def register(fn):
-        RECIPES[name] = Recipe(name, fn, settings, description)
+        RECIPES[name] = Recipe(name, fn, settings, description, shared)
         return fn
 
     return register
@@ -60,7 +63,7 @@ def _fingerprint(name: str, profile: Profile) -> dict:
         settings["data"] = fingerprint(settings["dataset"])
     settings = {
         "recipe": name,
-        "profile": profile.name,
+        "profile": "shared" if RECIPES[name].shared else profile.name,
         "torch": torch.__version__.split("+")[0],
         **settings,
     }
@@ -71,7 +74,7 @@ def _fingerprint(name: str, profile: Profile) -> dict:
 def _locations(name: str, profile: Profile) -> list[Path]:
     """Where a checkpoint may live: the data root (baked into images), then a
     user cache for builds when the data root is read-only."""
-    file = f"{profile.name}/{name}.pt"
+    file = f"{'shared' if RECIPES[name].shared else profile.name}/{name}.pt"
     return [data_root() / "checkpoints" / file, user_cache() / "checkpoints" / file]
 
 
@@ -673,3 +676,31 @@ for _kind, _description in [
         lambda p, kind=_kind: _stealing_settings(p, kind),
         _description,
     )(lambda profile, device="cpu", kind=_kind: _train_stealing(profile, device, kind))
+
+
+# --------------------------------------------------------------------------- #
+# Security lab 3 (LLM security): the instruct model, converted once from its
+# GGUF file, and a tiny random model of the same architecture for fast specs.
+# One file serves every profile: nothing in them depends on the profile.
+# --------------------------------------------------------------------------- #
+
+
+def _llm_settings(kind: str) -> dict:
+    from mlsafety.llm import recipe_settings
+
+    return recipe_settings(kind)
+
+
+def _build_llm(kind: str):
+    from mlsafety.llm import build
+
+    return build(kind)
+
+
+for _name, _kind, _description in [
+    ("smollm2_instruct", "real", "SmolLM2-135M-Instruct de-quantized from its GGUF file"),
+    ("smollm2_tiny", "tiny", "a random 2-layer model of SmolLM2's architecture and tokenizer"),
+]:
+    recipe(_name, lambda p, kind=_kind: _llm_settings(kind), _description, shared=True)(
+        lambda profile, device="cpu", kind=_kind: _build_llm(kind)
+    )
