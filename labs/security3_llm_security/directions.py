@@ -61,8 +61,9 @@ def difference_of_means(
         float32 ``(d,)`` with norm 1, on the model's device.
 
     Raises:
-        ValueError: if either group is empty, ``layer`` is out of range, or the
-            two means coincide (no direction).
+        ValueError: if either group is empty (checked before any prompt is
+            run), ``layer`` is out of range, or the two means coincide (no
+            direction).
     """
     raise NotImplementedError(
         "TODO: implement difference_of_means as the docstring describes, then run `make test-security3`"

@@ -83,8 +83,9 @@ def difference_of_means(
         float32 ``(d,)`` with norm 1, on the model's device.
 
     Raises:
-        ValueError: if either group is empty, ``layer`` is out of range, or the
-            two means coincide (no direction).
+        ValueError: if either group is empty (checked before any prompt is
+            run), ``layer`` is out of range, or the two means coincide (no
+            direction).
     """
     _check_layer(model, layer, "difference_of_means")
     if len(breaking) == 0 or len(keeping) == 0:

@@ -116,10 +116,11 @@ def gcg_candidates(
 
     For each position ``i``, the candidate tokens are the ``k`` tokens with the
     smallest ``grad[i]`` among the allowed ones, never the token already at
-    ``i``. Each candidate then draws, from ``generator`` and in this order, the
-    positions of all n candidates (``torch.randint(L, (n,))``) and then which
-    of that position's k tokens each takes (``torch.randint(k, (n,))``), so the
-    same generator state gives the same candidates.
+    ``i``, in order of increasing gradient. Each candidate then draws, from
+    ``generator`` and in this order, the positions of all n candidates
+    (``torch.randint(L, (n,))``) and then which of that position's k tokens
+    each takes (``torch.randint(k, (n,))``), so the same generator state gives
+    the same candidates.
 
     Args:
         suffix_ids: ``(L,)`` long, the current suffix.

@@ -187,17 +187,39 @@ class InstructLM(nn.Module):
         return self.generate(ids, max_new_tokens)[0]
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 48) -> list[str]:
-        """Greedy continuations of a batch of prompts of equal length."""
+    def respond_many(
+        self, chats: list[tuple[str, str]], max_new_tokens: int = 48, batch_size: int = 8
+    ) -> list[str]:
+        """The greedy answers to many ``(system, user)`` chats, in batches
+        (left-padded, so each answer is what :meth:`respond` gives up to
+        floating-point rounding)."""
+        prompts = [self.encode(self.chat_text(system, user)) for system, user in chats]
+        answers = []
+        for start in range(0, len(prompts), batch_size):
+            answers += self.generate(prompts[start : start + batch_size], max_new_tokens)
+        return answers
+
+    @torch.no_grad()
+    def generate(self, prompts, max_new_tokens: int = 48) -> list[str]:
+        """Greedy continuations of prompts: a LongTensor ``(B, T)`` or a list of
+        1-D token id tensors of any lengths (left-padded here)."""
+        prompts = list(prompts)
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt) :] = torch.as_tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
         out = self.lm.generate(
-            input_ids.to(self.device),
-            attention_mask=torch.ones_like(input_ids),
+            ids.to(self.device),
+            attention_mask=mask.to(self.device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=pad,
             eos_token_id=self.tokenizer.eos_token_id,
         )
-        return [self.decode(row[input_ids.shape[1] :]) for row in out]
+        return [self.decode(row[width:]) for row in out]
 
     def allowed_tokens(self) -> torch.Tensor:
         """Boolean mask over the vocabulary: the tokens an optimized suffix may
@@ -220,15 +242,22 @@ class InstructLM(nn.Module):
 def load(name: str = REAL, profile=None, device="cpu") -> InstructLM:
     """The checkpoint ``name`` (``smollm2_instruct`` or ``smollm2_tiny``) as an
     InstructLM in eval mode on ``device``, its parameters frozen. Built from the
-    GGUF file the first time (about 20 s), then loaded from the data root."""
+    GGUF file the first time (about 20 s), then loaded from the data root; loaded
+    once per process and device, so every caller shares it: never change its weights."""
     from mlsafety import recipes
 
     if name not in (REAL, TINY):
         raise SetupError(f"unknown language model {name!r}; known: {REAL}, {TINY}")
-    model = recipes.load(name, profile, device=device)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    key = (name, str(torch.device(device)))
+    if key not in _LOADED:
+        model = recipes.load(name, profile, device=device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        _LOADED[key] = model
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple[str, str], InstructLM] = {}  # one copy per process: the models are frozen
 
 
 # --------------------------------------------------------------------------- #
