@@ -10,7 +10,9 @@ from mlsafety.weeks import all_labs
 NOTEBOOKS = [p / "lab.ipynb" for p in all_labs().values()]
 
 
-@pytest.mark.timeout(300)
+# A guard against a hung kernel, not a speed goal (the bench times the notebooks):
+# on a busy 2-core machine a smoke notebook can take several times its quiet time.
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.parent.name)
 def test_notebook_runs_with_the_solution_at_smoke(path, monkeypatch, capsys):
     import nbclient
@@ -22,7 +24,7 @@ def test_notebook_runs_with_the_solution_at_smoke(path, monkeypatch, capsys):
     nb = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     client = nbclient.NotebookClient(
-        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb, timeout=480, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()
     seconds = time.perf_counter() - started
