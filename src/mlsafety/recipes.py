@@ -43,9 +43,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {}
 
 
-def recipe(
-    name: str, settings: Callable[[Profile], dict], description: str, shared: bool = False
-):
+def recipe(name: str, settings: Callable[[Profile], dict], description: str, shared: bool = False):
     def register(fn):
         RECIPES[name] = Recipe(name, fn, settings, description, shared)
         return fn
