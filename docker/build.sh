@@ -31,6 +31,9 @@ system() {
         python3.11 python3.11-venv tini git make procps
     apt-get clean
     rm -rf /var/lib/apt/lists/*
+    # the architecture this image is built for, which `make doctor` reports
+    mkdir -p "$HOME_DIR"
+    dpkg --print-architecture > "$HOME_DIR/image-arch"
     groupadd --gid 1000 student
     useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash student
     mkdir -p /home/student/work

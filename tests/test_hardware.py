@@ -64,3 +64,43 @@ def test_profiles_grow_from_smoke_to_gpu():
     assert smoke.budget_seconds == 60 and cpu.budget_seconds == 300 and gpu.budget_seconds == 120
     with pytest.raises(AttributeError):
         smoke.epochs = 100  # frozen: nobody edits a shared budget by accident
+
+
+INTEL = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nflags\t\t: fpu sse2\n"
+APPLE = "processor\t: 0\nBogoMIPS\t: 48.00\nFeatures\t: fp asimd\nCPU implementer\t: 0x61\n"
+
+
+@pytest.mark.parametrize(
+    ("machine", "cpuinfo", "emulated"),
+    [
+        ("x86_64", INTEL, False),
+        ("aarch64", APPLE, False),
+        ("x86_64", APPLE, True),  # the amd64 image on Apple Silicon (QEMU or Rosetta)
+        ("aarch64", INTEL, True),  # the arm64 image under QEMU on an Intel machine
+    ],
+)
+def test_doctor_reports_the_architecture_and_warns_under_emulation(
+    machine, cpuinfo, emulated, monkeypatch
+):
+    from mlsafety import doctor
+
+    monkeypatch.setattr(doctor.platform, "machine", lambda: machine)
+    report = doctor.Report()
+    doctor._check_architecture(report, cpuinfo)
+    line = dict(report.lines)["architecture"]
+    userland = doctor.ARCHITECTURES[machine]
+    processor = doctor.processor_architecture(cpuinfo)
+    assert line.startswith(f"{userland} (Python runs as {machine}), {processor} processor"), line
+    warned = [w for w in report.warnings if "under emulation" in w]
+    assert bool(warned) == emulated, report.warnings
+    if emulated:
+        assert len(warned) == 1 and "\n" not in warned[0]
+        assert f"{userland} code running under emulation on an {processor} processor" in warned[0]
+
+
+def test_the_processor_architecture_is_unknown_without_a_cpuinfo_it_can_read():
+    from mlsafety.doctor import processor_architecture
+
+    assert processor_architecture("") is None
+    assert processor_architecture("model name : something else\n") is None
+    assert processor_architecture() in {"amd64", "arm64", None}  # this machine's

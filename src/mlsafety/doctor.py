@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from mlsafety import SetupError
 
 MIN_FREE_GB = 2.0
+ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+IMAGE_ARCH_FILE = "image-arch"  # written into $MLSAFETY_HOME by docker/build.sh
 
 
 @dataclass
@@ -223,8 +226,48 @@ def _check_port(report: Report, port: int) -> None:
         )
 
 
+def processor_architecture(cpuinfo: str | None = None) -> str | None:
+    """The processor's architecture as the kernel describes it in /proc/cpuinfo
+    ("amd64" or "arm64"), which emulation does not change: a program run by
+    QEMU or Rosetta sees another architecture in ``platform.machine()`` but the
+    real processor here. None when it cannot tell (not Linux, another format)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    if re.search(r"^vendor_id\s*:", cpuinfo, re.MULTILINE):
+        return "amd64"
+    if re.search(r"^CPU implementer\s*:", cpuinfo, re.MULTILINE):
+        return "arm64"
+    return None
+
+
+def _check_architecture(report: Report, cpuinfo: str | None = None) -> None:
+    machine = platform.machine()
+    userland = ARCHITECTURES.get(machine.lower(), machine)
+    processor = processor_architecture(cpuinfo)
+    line = f"{userland} (Python runs as {machine})"
+    if processor:
+        line += f", {processor} processor"
+    stamp = os.path.join(os.environ.get("MLSAFETY_HOME", "/opt/mlsafety"), IMAGE_ARCH_FILE)
+    if os.environ.get("MLSAFETY_IMAGE") and os.path.isfile(stamp):
+        with open(stamp) as f:
+            line += f", image built for {f.read().strip()}"
+    report.add("architecture", line)
+    if processor and processor != userland:
+        report.warnings.append(
+            f"this is {userland} code running under emulation on an {processor} processor: "
+            f"every lab runs several times slower and some torch kernels fail; use the "
+            f"{processor} build (the published CPU image has both: `docker compose pull`, or "
+            f"`docker compose build` on this machine)"
+        )
+
+
 def diagnose(profile_name: str | None = None, deep: bool = False, port: int = 8888) -> Report:
     report = Report()
+    _check_architecture(report)
     _check_versions(report)
     profile = _check_device(report, profile_name)
     _check_disk(report)
