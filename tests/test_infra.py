@@ -180,3 +180,31 @@ def test_devcontainer(flavour):
 def test_vscode_settings_parse():
     for name in ("settings.json", "extensions.json"):
         json5.loads((ROOT / ".vscode" / name).read_text())
+
+
+def test_the_repository_workflows_pass_actionlint():
+    """The images workflow (both platforms of the CPU image, the manifest job) and
+    any other workflow of the repository, as GitHub would read them."""
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert workflows, "no workflows under .github/workflows"
+    lint = subprocess.run(
+        [tool("bin", "actionlint"), *map(str, workflows)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_the_cpu_image_is_published_for_amd64_and_arm64_and_cuda_for_amd64():
+    import yaml
+
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yml").read_text())["jobs"]
+    builds = {
+        (m["flavour"], m["platform"]) for m in jobs["publish"]["strategy"]["matrix"]["include"]
+    }
+    assert builds == {("cpu", "amd64"), ("cpu", "arm64"), ("cuda", "amd64")}, builds
+    runners = {m["platform"]: m["runner"] for m in jobs["publish"]["strategy"]["matrix"]["include"]}
+    assert runners["arm64"].endswith("-arm"), "the arm64 image is built natively, not emulated"
+    joined = "\n".join(s.get("run", "") for s in jobs["manifest"]["steps"])
+    assert "imagetools create" in joined and "cpu-arm64" in joined and "cpu-amd64" in joined
