@@ -257,9 +257,10 @@ def test_jupyterlab_answers_on_the_forwarded_port_with_a_token(opened):
     opened.exec("sh", "-c", "nohup make lab PROFILE=smoke > /tmp/lab.log 2>&1 &")
     probe = (
         "import re, sys, time, urllib.request, urllib.error\n"
-        "deadline = time.time() + 120\n"
+        "deadline = time.time() + 180\n"
         "while time.time() < deadline:\n"
-        "    m = re.search(r'http://127.0.0.1:(\\d+)/lab\\?token=(\\S+)', open('/tmp/lab.log').read())\n"
+        "    # the lab's own line, printed once the server answers; Jupyter's lines mask the token\n"
+        "    m = re.search(r'mlsafety: JupyterLab on http://127.0.0.1:(\\d+)/lab\\?token=(\\S+)', open('/tmp/lab.log').read())\n"
         "    if m:\n"
         "        try:\n"
         "            base = 'http://127.0.0.1:' + m.group(1)\n"
