@@ -1350,12 +1350,14 @@ def bench_security3(repeats: int) -> dict:
     import torch
 
     from mlsafety import llm
+    from mlsafety.weeks import find_week
 
+    out = {"self_check": bench_weeks({"security3": find_week("security3")}, repeats)[0]}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         model = llm.load(llm.REAL, "smoke")
-        out = {"settings": dict(SECURITY3), "gcg": compare_gcg(model, repeats)}
+        out.update(settings=dict(SECURITY3), gcg=compare_gcg(model, repeats))
         attacks, available = garak_promptinject(SECURITY3["garak_prompts"])
         out["batteries"] = [
             {
@@ -1380,6 +1382,15 @@ def render_security3(result: dict) -> list[str]:
         out += [
             f"Measured alone (`make bench SECTIONS=security3`) on {result['machine']['date']}, "
             "SmolLM2-135M-Instruct on the CPU with one thread.",
+            "",
+        ]
+    check = result.get("self_check")
+    if check:
+        out += [
+            f"Self-check `make test-security3 IMPL=solution` (152 specs, the tiny model and "
+            f"transformers' import included): {check['self_check_s']} s against a floor of "
+            f"{check['floor_s']} s (ratio {check['ratio']}, goal at most {GOALS['week_ratio']}: "
+            f"{_mark(check['ratio'] <= GOALS['week_ratio'])}).",
             "",
         ]
     goal_speed = g["ours_step_s"] <= g["theirs_step_s"]
