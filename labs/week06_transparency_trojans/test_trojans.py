@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from mlsafety.grading import graded
 from mlsafety.recipes import TROJAN, trojan_trigger
-from mlsafety.specs import array
+from mlsafety.specs import array, raises
 
 GRADED = {
     "stamp_trigger": "core",
@@ -516,28 +516,12 @@ def test_detect_names_the_trojan_of_a_trojaned_model(trojans, world):
 # --------------------------------------------------------------------------- #
 
 
-def must_raise(function, error, call, why):
-    """Fail with a message naming ``function`` unless ``call()`` raises ``error``."""
-    try:
-        call()
-    except error:
-        return
-    except NotImplementedError:
-        raise
-    except Exception as err:  # any other exception is the wrong signal
-        pytest.fail(
-            f"{function}: should raise {error.__name__} ({why}), raised {type(err).__name__}: {err}",
-            pytrace=False,
-        )
-    pytest.fail(f"{function}: should raise {error.__name__} ({why})", pytrace=False)
-
-
 @graded("poison_dataset")
 def test_poison_rejects_fractions_outside_0_1(trojans, gen):
     x, y = small_set(10)
     mask, pattern = corner_trigger()
     for bad in (1.5, -0.1):
-        must_raise(
+        raises(
             "poison_dataset",
             ValueError,
             lambda bad=bad: trojans.poison_dataset(x, y, bad, 3, mask, pattern, generator=gen(0)),
