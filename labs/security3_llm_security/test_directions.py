@@ -243,24 +243,29 @@ def test_add_direction_shifts_the_stream_by_alpha_times_the_direction(
     assert_same_weights("add_direction", model, before)
 
 
-@graded("add_direction")
-def test_add_direction_removes_its_hook_when_the_block_raises(directions, model):
+def check_hook_removed_on_error(name, model, layer, steer):
+    """``steer()`` opens the with block of function ``name`` at ``layer``; a block
+    that raises must leave no hook, the same logits and the same weights."""
     ids = two_prompts(model)[:1]
-    _, base_logits = stream_after(model, 0, ids)
+    _, base_logits = stream_after(model, layer, ids)
     before, hooks = snapshot(model), hook_count(model)
-    with (
-        pytest.raises(KeyError, match="raised inside the block"),
-        directions.add_direction(model, 0, a_direction(1), 4.0),
-    ):
+    with pytest.raises(KeyError, match="raised inside the block"), steer():
         raise KeyError("raised inside the block")
     assert hook_count(model) == hooks, (
-        "add_direction: the hook must be removed even when the with block raises"
+        f"{name}: the hook must be removed even when the with block raises"
     )
-    _, logits = stream_after(model, 0, ids)
+    _, logits = stream_after(model, layer, ids)
     assert torch.equal(logits, base_logits), (
-        "add_direction: after a with block that raised, the model answers differently"
+        f"{name}: after a with block that raised, the model answers differently"
     )
-    assert_same_weights("add_direction", model, before)
+    assert_same_weights(name, model, before)
+
+
+@graded("add_direction")
+def test_add_direction_removes_its_hook_when_the_block_raises(directions, model):
+    check_hook_removed_on_error(
+        "add_direction", model, 0, lambda: directions.add_direction(model, 0, a_direction(1), 4.0)
+    )
 
 
 @pytest.mark.parametrize("layer", [-1, 2])
@@ -312,22 +317,9 @@ def test_ablate_direction_projects_the_direction_out(directions, model, layer):
 
 @graded("ablate_direction")
 def test_ablate_direction_removes_its_hook_when_the_block_raises(directions, model):
-    ids = two_prompts(model)[:1]
-    _, base_logits = stream_after(model, 1, ids)
-    before, hooks = snapshot(model), hook_count(model)
-    with (
-        pytest.raises(KeyError, match="raised inside the block"),
-        directions.ablate_direction(model, 1, a_direction(3)),
-    ):
-        raise KeyError("raised inside the block")
-    assert hook_count(model) == hooks, (
-        "ablate_direction: the hook must be removed even when the with block raises"
+    check_hook_removed_on_error(
+        "ablate_direction", model, 1, lambda: directions.ablate_direction(model, 1, a_direction(3))
     )
-    _, logits = stream_after(model, 1, ids)
-    assert torch.equal(logits, base_logits), (
-        "ablate_direction: after a with block that raised, the model answers differently"
-    )
-    assert_same_weights("ablate_direction", model, before)
 
 
 @pytest.mark.parametrize("layer", [-1, 2])
