@@ -1375,6 +1375,15 @@ def bench_security3(repeats: int) -> dict:
     return out
 
 
+def _self_check_line(lab: str, check: dict, what: str = "") -> str:
+    """One lab's self-check against the floor, as a sentence with its goal."""
+    return (
+        f"Self-check `make test-{lab} IMPL=solution`{what}: {check['self_check_s']} s against a "
+        f"floor of {check['floor_s']} s (ratio {check['ratio']}, goal at most "
+        f"{GOALS['week_ratio']}: {_mark(check['ratio'] <= GOALS['week_ratio'])})."
+    )
+
+
 def render_security3(result: dict) -> list[str]:
     g = result["gcg"]
     out = ["## Security lab 3: LLM security (GCG, prompt injection)", ""]
@@ -1387,10 +1396,9 @@ def render_security3(result: dict) -> list[str]:
     check = result.get("self_check")
     if check:
         out += [
-            f"Self-check `make test-security3 IMPL=solution` (152 specs, the tiny model and "
-            f"transformers' import included): {check['self_check_s']} s against a floor of "
-            f"{check['floor_s']} s (ratio {check['ratio']}, goal at most {GOALS['week_ratio']}: "
-            f"{_mark(check['ratio'] <= GOALS['week_ratio'])}).",
+            _self_check_line(
+                "security3", check, " (152 specs, the tiny model and transformers' import included)"
+            ),
             "",
         ]
     goal_speed = g["ours_step_s"] <= g["theirs_step_s"]
@@ -1618,9 +1626,7 @@ def render_security2(result: dict) -> list[str]:
             "",
         ]
     out += [
-        f"Self-check `make test-security2 IMPL=solution`: {check['self_check_s']} s against a floor "
-        f"of {check['floor_s']} s (ratio {check['ratio']}, goal at most {GOALS['week_ratio']}: "
-        f"{_mark(check['ratio'] <= GOALS['week_ratio'])}). Notebook at smoke: "
+        _self_check_line("security2", check) + " Notebook at smoke: "
         f"{result['notebook_smoke_s']} s (goal at most {GOALS['notebook_smoke_s']} s: "
         f"{_mark(result['notebook_smoke_s'] <= GOALS['notebook_smoke_s'])}).",
         "",
