@@ -22,6 +22,8 @@ say() { echo "container-test: $*"; }
 
 cleanup() {
     for cert in $COPIED_CERTS; do rm -f "docker/certs/$cert"; done
+    # the layers of images this run replaced (each build retags the test images)
+    if docker info >/dev/null 2>&1; then docker image prune -f >/dev/null 2>&1 || true; fi
     if [ -n "$STARTED_DOCKERD" ]; then
         say "stopping the Docker engine it started"
         kill "$STARTED_DOCKERD" 2>/dev/null || true
@@ -87,6 +89,16 @@ if [ "$BASE" = mlsafety-base:bookworm ] && ! docker image inspect "$BASE" >/dev/
         || { say "debootstrap failed; see artifacts/debootstrap.log" >&2; rm -rf "$rootfs"; exit 1; }
     tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
     rm -rf "$rootfs"
+fi
+
+# Room for the builds: the layers of images replaced by earlier runs go first;
+# the two images and the dev container need about 20 GB on a machine that has
+# built none of their layers yet.
+docker image prune -f >/dev/null
+root=$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)
+free_gb=$(df -Pk "$root" | awk 'NR == 2 {print int($4 / 1048576)}')
+if [ "$free_gb" -lt 20 ]; then
+    say "warning: only $free_gb GB free under $root; building both images from nothing needs about 20 GB (docker image ls, docker image rm free room)" >&2
 fi
 
 # The host's extra CA certificates (a TLS-inspecting proxy) go into the build

@@ -83,9 +83,21 @@ def build(dockerfile: str, tag: str) -> str:
     with log.open("w") as out:
         result = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=2400)
     seconds = time.perf_counter() - started
-    assert result.returncode == 0, (
-        f"{dockerfile} did not build; see {log}:\n{log.read_text()[-3000:]}"
-    )
+    if result.returncode != 0:
+        text = log.read_text()
+        cause = ""
+        if "no space left on device" in text:
+            root = (
+                subprocess.run(
+                    ["docker", "info", "-f", "{{.DockerRootDir}}"], capture_output=True, text=True
+                ).stdout.strip()
+                or "/var/lib/docker"
+            )
+            cause = (
+                f" (the disk is full: {shutil.disk_usage(root).free / 2**30:.1f} GB free"
+                f" under {root}; docker image ls and docker image rm free room)"
+            )
+        pytest.fail(f"{dockerfile} did not build{cause}; see {log}:\n{text[-3000:]}")
     print(f"\n{dockerfile} built in {seconds:.0f} s as {IMAGE_NAME}:{tag}")
     return f"{IMAGE_NAME}:{tag}"
 

@@ -142,9 +142,20 @@ class Opened:
 
 
 def remove_containers() -> None:
+    """The test's dev containers and the images the CLI built for them (each
+    clone's path gives them a new name, so they would pile up run after run)."""
     ids = sh(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], check=False).stdout.split()
-    if ids:
-        sh(["docker", "rm", "-f", *ids], check=False)
+    if not ids:
+        return
+    images = set(
+        sh(["docker", "inspect", "-f", "{{.Config.Image}}", *ids], check=False).stdout.split()
+    )
+    sh(["docker", "rm", "-f", *ids], check=False)
+    # vsc-<folder>-<hash>-uid (the one run) sits on vsc-<folder>-<hash> (the build)
+    built = {name for name in images if name.startswith("vsc-")}
+    built |= {name.removesuffix("-uid") for name in built}
+    if built:
+        sh(["docker", "rmi", "-f", *sorted(built)], check=False)
 
 
 @pytest.fixture(scope="session")
