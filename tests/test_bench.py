@@ -42,13 +42,26 @@ def test_the_notebook_table_names_the_gpu_or_says_there_is_none():
     spec.loader.exec_module(bench)
     machine = {"date": "d", "cpu": "c", "cores": 2, "python": "3.11", "torch": "2"}
     rows = [
-        {"week": 1, "lab": "week01_dl_review", "smoke_s": 8.0, "cpu_s": 14.0, "gpu_s": None},
+        {"week": 1, "lab": "week01_dl_review", "smoke_s": 8.0, "cpu_s": 14.0, "gpu_s": None}
+        | {"smoke_busy_s": 10.0, "cpu_busy_s": 16.8},
         {"week": 3, "lab": "week03_adversarial", "smoke_s": 13.0, "cpu_s": None, "gpu_s": 150.0},
+        {"week": 4, "lab": "week04_distribution_shift", "smoke_s": 8.0, "smoke_busy_s": 16.0},
     ]
     without = bench.render({"machine": {**machine, "gpu": None}, "repeats": 1, "notebooks": rows})
     assert "device: no GPU on this machine" in without
-    assert "| 1 | week01_dl_review | 8.0 | 14.0 | not measured | yes |" in without
-    assert "| 3 | week03_adversarial | 13.0 | not measured | 150.0 | **no** |" in without
+    assert (
+        "| 1 | week01_dl_review | 8.0 | 10.0 (1.25x) | 14.0 | 16.8 (1.20x) | not measured | yes |"
+        in without
+    )
+    assert (
+        "| 3 | week03_adversarial | 13.0 | not measured | not measured | not measured | 150.0 "
+        "| **no** |" in without
+    )
+    # twice as slow beside a busy process: over the 1.5 goal
+    assert "| 4 | week04_distribution_shift | 8.0 | 16.0 (2.00x) |" in without
+    assert (
+        without.split("| 4 | week04_distribution_shift |")[1].splitlines()[0].endswith("**no** |")
+    )
     named = bench.render(
         {"machine": {**machine, "gpu": "NVIDIA H100"}, "repeats": 1, "notebooks": rows}
     )
@@ -120,3 +133,21 @@ def test_the_encoder_section_renders_its_numbers():
     assert "| encoder | 95.0% |" in text and "| hashing | 90.0% |" in text
     assert "| 0 | 51.0% | 60.0% |" in text
     assert "max |ours - captum| / max |captum| = 1.5e-07" in text and "1.00%" in text
+
+
+def test_a_run_of_some_sections_keeps_the_others(tmp_path):
+    bench = _bench_module()
+    machine = {"date": "then", "cpu": "c", "cores": 2, "gpu": None, "python": "3", "torch": "2"}
+    full = {"machine": machine, "repeats": 3, "headlines": {"not_measured": "no MNIST"}}
+    full["recipes"] = [{"profile": "cpu", "checkpoint": "all", "seconds": 9.0}]
+    previous = tmp_path / "benchmarks.json"
+    previous.write_text(json.dumps(full))
+    new = [{"profile": "cpu", "checkpoint": "all", "seconds": 7.0}]
+    partial = {"machine": {**machine, "date": "now"}, "repeats": 1, "recipes": new}
+    report = bench.merged(previous, partial, ["recipes"])
+    assert report["headlines"] == full["headlines"] and report["recipes"] == new
+    assert report["machine"]["date"] == "then"
+    assert report["measured_alone"] == {"recipes": "now"}
+    assert "recipes on now" in bench.render(report)
+    # a full run replaces everything
+    assert bench.merged(previous, partial, list(bench.SECTIONS)) is partial

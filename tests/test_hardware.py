@@ -104,3 +104,37 @@ def test_the_processor_architecture_is_unknown_without_a_cpuinfo_it_can_read():
     assert processor_architecture("") is None
     assert processor_architecture("model name : something else\n") is None
     assert processor_architecture() in {"amd64", "arm64", None}  # this machine's
+
+
+def test_notebooks_leave_one_core_to_the_neighbours(monkeypatch):
+    from mlsafety import hardware
+
+    monkeypatch.delenv("MLSAFETY_THREADS", raising=False)
+    for cores, threads in ((1, 1), (2, 1), (4, 3), (16, 15)):
+        monkeypatch.setattr(hardware, "usable_cores", lambda cores=cores: cores)
+        assert hardware.torch_threads() == threads
+    monkeypatch.setenv("MLSAFETY_THREADS", "2")
+    assert hardware.torch_threads() == 2
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_a_bad_thread_count_is_one_clear_line(monkeypatch, value):
+    from mlsafety.hardware import torch_threads
+
+    monkeypatch.setenv("MLSAFETY_THREADS", value)
+    with pytest.raises(SetupError, match=f"MLSAFETY_THREADS={value!r} is not a number"):
+        torch_threads()
+
+
+def test_setup_sets_torch_threads_and_says_so(monkeypatch, capsys):
+    from mlsafety.hardware import setup
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("MLSAFETY_THREADS", "1")
+    monkeypatch.setenv("MLSAFETY_DEVICE", "cpu")
+    try:
+        setup(seed=0)
+        assert torch.get_num_threads() == 1
+        assert "threads=1" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)

@@ -18,6 +18,7 @@ from mlsafety import SetupError
 DEVICE_ENV = "MLSAFETY_DEVICE"
 PROFILE_ENV = "MLSAFETY_PROFILE"
 GPU_IMAGE_ENV = "MLSAFETY_GPU_IMAGE"  # set by the CUDA image, which expects a GPU
+THREADS_ENV = "MLSAFETY_THREADS"
 
 
 class NoGPUWarning(UserWarning):
@@ -36,6 +37,8 @@ class Profile:
     epochs: int  # standard training
     adv_epochs: int  # adversarial training (PGD in the loop)
     adv_train_steps: int  # PGD steps inside adversarial training
+    checkpoint_examples: int  # training set of the standard, mixup and trojaned checkpoints
+    checkpoint_epochs: int  # their epochs (the adversarial one: train_examples, adv_epochs)
     attack_examples: int  # examples attacked in experiments
     attack_steps: int  # PGD steps in evaluations
     eps_linf: float
@@ -63,6 +66,8 @@ PROFILES: dict[str, Profile] = {
         epochs=4,
         adv_epochs=3,
         adv_train_steps=3,
+        checkpoint_examples=1200,
+        checkpoint_epochs=4,
         attack_examples=64,
         attack_steps=5,
         eps_linf=0.2,
@@ -78,6 +83,8 @@ PROFILES: dict[str, Profile] = {
         epochs=2,
         adv_epochs=4,
         adv_train_steps=5,
+        checkpoint_examples=60000,
+        checkpoint_epochs=3,
         attack_examples=500,
         attack_steps=10,
         eps_linf=0.3,
@@ -93,6 +100,8 @@ PROFILES: dict[str, Profile] = {
         epochs=10,
         adv_epochs=8,
         adv_train_steps=7,
+        checkpoint_examples=50000,
+        checkpoint_epochs=10,
         attack_examples=1000,
         attack_steps=20,
         eps_linf=8 / 255,
@@ -162,13 +171,45 @@ def _chosen() -> tuple:
     return device, pick_profile(device=device)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, as a container's
+    cpuset limits it), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS has no affinity
+        return max(1, os.cpu_count() or 1)
+
+
+def torch_threads() -> int:
+    """How many threads torch computes with in a notebook: ``$MLSAFETY_THREADS``,
+    else one core fewer than this process may use (at least 1).
+
+    A student's machine always has neighbours (editor, language server,
+    browser, the Jupyter server). torch's thread pool waits at every operation
+    for its slowest thread, so one thread descheduled by a busy neighbour stalls
+    them all: on 2 cores, week 3's notebook ran 4 to 5 times slower with 2
+    threads beside one busy process, and no slower with 1. Leaving a core free
+    costs little when the machine is quiet (docs/benchmarks.md measures both)."""
+    wanted = os.environ.get(THREADS_ENV, "").strip()
+    if wanted:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise SetupError(f"{THREADS_ENV}={wanted!r} is not a number of threads (1 or more)")
+        return int(wanted)
+    return max(1, usable_cores() - 1)
+
+
 def setup(seed: int = 0, verbose: bool = True):
-    """Pick device and profile once, seed everything, and (in notebooks) say
-    what was chosen. Returns ``(device, profile)``."""
+    """Pick device and profile once, set torch's threads (:func:`torch_threads`),
+    seed everything, and (in notebooks) say what was chosen. Returns
+    ``(device, profile)``."""
+    import torch
+
     from mlsafety.seeding import seed_everything
 
     device, profile = _chosen()
+    threads = torch_threads()
+    torch.set_num_threads(threads)
     seed_everything(seed)
     if verbose:
-        print(f"mlsafety: device={device} {profile.describe()} seed={seed}")
+        print(f"mlsafety: device={device} {profile.describe()} threads={threads} seed={seed}")
     return device, profile
