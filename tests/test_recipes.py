@@ -44,6 +44,42 @@ def test_recipes_are_deterministic(tmp_path, monkeypatch):
     assert read_record(rebuilt)["sha256"] == read_record(shared)["sha256"]
 
 
+def test_a_build_not_as_locked_is_rebuilt_unless_built_on_this_processor(tmp_path, monkeypatch):
+    """make assets rebuilds a file whose sha256 is not the lock's, but not one
+    this type of processor built: a rebuild would make the same bytes again."""
+    import json
+
+    from mlsafety.checkpoints import record_path
+
+    monkeypatch.setenv("MLSAFETY_DATA", str(tmp_path))
+    path = recipes.ensure("standard_cnn", "smoke", quiet=True)
+    key, sha = read_record(path)["key"], read_record(path)["sha256"]
+    other = {"key": key, "sha256": "0" * 64, "size": 1}
+    monkeypatch.setattr(recipes, "lock_entry_for", lambda name, profile: other)
+    built = recipes.RECIPES["standard_cnn"]
+    rebuilt = []
+
+    def build(*args):
+        rebuilt.append(1)
+        return built.build(*args)
+
+    monkeypatch.setitem(recipes.RECIPES, "standard_cnn", dataclasses.replace(built, build=build))
+    assert read_record(path)["built_on"] == recipes.built_on()
+    assert recipes.ensure("standard_cnn", "smoke", quiet=True, strict=True) == path
+    assert not rebuilt
+    assert recipes.checkpoint_state("standard_cnn", "smoke")[0].startswith("differs from the lock")
+    # built elsewhere (or a record without the line): rebuilt here, once
+    sidecar = record_path(path)
+    sidecar.write_text(json.dumps({**read_record(path), "built_on": "Linux x86_64 Other CPU"}))
+    assert recipes.ensure("standard_cnn", "smoke", quiet=True, strict=True) == path
+    assert rebuilt == [1]
+    assert (
+        read_record(path)["built_on"] == recipes.built_on() and read_record(path)["sha256"] == sha
+    )
+    assert recipes.ensure("standard_cnn", "smoke", quiet=True, strict=True) == path
+    assert rebuilt == [1]
+
+
 def test_missing_checkpoint_without_building_names_the_command(tmp_path, monkeypatch):
     monkeypatch.setenv("MLSAFETY_DATA", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from functools import cache
+from pathlib import Path
 
 from mlsafety import SetupError
 
@@ -169,6 +170,19 @@ def pick_profile(name: str | None = None, device=None) -> Profile:
 def _chosen() -> tuple:
     device = pick_device()
     return device, pick_profile(device=device)
+
+
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo), else what platform knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def usable_cores() -> int:

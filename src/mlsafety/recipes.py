@@ -11,10 +11,13 @@ A checkpoint that does not match the record written with it (truncated,
 altered) or that the safe loader refuses is rebuilt from its recipe, with one
 line saying so; in a read-only data root the new one goes to the user cache.
 `make assets` also rebuilds one whose sha256 differs from the lock
-(environments/assets.lock.json), the trusted record: a record beside a file
-can be replaced with it. (Where this machine's CPU builds other bytes than
-the lock's, that is a rebuild per `make assets` of a locked profile: seconds
-at smoke, the only profile locked.)
+(environments/assets.lock.json), the trusted record (a record beside a file
+can be replaced with it), unless its record says it was built from its
+recipe on this type of processor: CPU builds are reproducible on one type of
+processor, not across types, so where this machine builds other bytes than
+the lock's, a rebuild would only make the same bytes again, at every `make
+assets` and `make lab`. (Trusting that line of the record is trusting the
+record, as without a lock: the safe loader still refuses any code.)
 """
 
 from __future__ import annotations
@@ -97,17 +100,31 @@ def _find(
         record = read_record(path) if path.exists() else None
         if not record or record.get("key") != key:
             continue
-        problem = problem_of(name, profile, path, strict)
+        problem = problem_of(name, profile, path, strict, rebuilding=strict)
         if problem is None:
             return path, damaged
         damaged[path] = problem
     return None, damaged
 
 
-def problem_of(name: str, profile: Profile, path: Path, strict: bool = False) -> str | None:
+def built_on() -> str:
+    """What a CPU build's bytes depend on besides its settings (which hold
+    torch's version): the system, architecture and processor model."""
+    import platform
+
+    from mlsafety.hardware import cpu_model
+
+    return f"{platform.system()} {platform.machine()} {cpu_model()}"
+
+
+def problem_of(
+    name: str, profile: Profile, path: Path, strict: bool = False, rebuilding: bool = False
+) -> str | None:
     """Why the checkpoint at ``path`` must not be used: it differs from its
     record, the safe loader refuses it, or (``strict``) its sha256 is not the
-    lock's for the same settings. None when it is fine."""
+    lock's for the same settings. ``rebuilding``: a file not as locked that
+    was built on this type of processor is kept (a rebuild would give the same
+    bytes). None when it is fine."""
     from mlsafety.checkpoints import damage, read_record, safe_load_problem
 
     problem = damage(path) or safe_load_problem(path)
@@ -115,6 +132,8 @@ def problem_of(name: str, profile: Profile, path: Path, strict: bool = False) ->
         return problem
     entry, record = lock_entry_for(name, profile), read_record(path)
     if entry and entry["key"] == record.get("key") and entry["sha256"] != record["sha256"]:
+        if rebuilding and record.get("built_on") == built_on():
+            return None
         return f"its sha256 {record['sha256'][:12]}... differs from the lock's {entry['sha256'][:12]}..."
     return None
 
@@ -163,6 +182,7 @@ def ensure(
             "settings": fingerprint["settings"],
             "metrics": metrics,
             "build_seconds": seconds,
+            "built_on": built_on(),
         },
     )
     for path, problem in damaged.items():
