@@ -141,10 +141,10 @@ class Opened:
         )
 
 
-def remove_containers() -> None:
+def remove_containers(label: str = LABEL) -> None:
     """The test's dev containers and the images the CLI built for them (each
     clone's path gives them a new name, so they would pile up run after run)."""
-    ids = sh(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], check=False).stdout.split()
+    ids = sh(["docker", "ps", "-aq", "--filter", f"label={label}"], check=False).stdout.split()
     if not ids:
         return
     images = set(
@@ -359,6 +359,4 @@ def test_a_workspace_the_student_cannot_write_is_one_clear_line(cpu_image, tmp_p
         assert "mlsafety: the workspace" in said and "cannot write to it" in said, said[-3000:]
         assert not (work / ".git" / "hooks" / "pre-commit").exists(), "no hooks half-installed"
     finally:
-        ids = sh(["docker", "ps", "-aq", "--filter", f"label={label}"], check=False).stdout.split()
-        if ids:
-            sh(["docker", "rm", "-f", *ids], check=False)
+        remove_containers(label)
