@@ -135,7 +135,7 @@ $(BENCH)/.installed: environments/bench.txt
 	@touch $@
 
 bench: $(STAMP) $(BENCH)/.installed ## Time self-checks, notebooks, comparisons, Jupyter; writes docs/benchmarks.md
-	PYTHONPATH=$(BENCH) $(BIN)/python scripts/bench.py $(if $(SECTIONS),--sections $(SECTIONS))
+	PYTHONPATH=$(BENCH) $(BIN)/python scripts/bench.py $(if $(SECTIONS),--sections $(SECTIONS)) $(if $(WEEKS),--weeks $(WEEKS))
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -2116,8 +2116,17 @@ def merged(previous: Path, report: dict, sections: list[str]) -> dict:
     alone = {k: v for k, v in old.get("measured_alone", {}).items() if k not in sections}
     for section in sections:
         if section in report and "machine" in old:
-            alone[section] = date
-            old[section] = report[section]
+            rows, before = report[section], old.get(section)
+            by_week = isinstance(rows, list) and isinstance(before, list)
+            if by_week and all("week" in r for r in rows + before):
+                # a run of some weeks (--weeks) replaces those weeks' rows only
+                weeks = {r["week"] for r in rows}
+                kept = [r for r in before if r["week"] not in weeks]
+                rows = sorted(kept + rows, key=lambda r: str(r["week"]).zfill(3))
+                alone[section] = f"{date} (weeks {', '.join(str(w) for w in sorted(weeks))})"
+            else:
+                alone[section] = date
+            old[section] = rows
     if "machine" not in old:
         return report
     old["measured_alone"] = alone

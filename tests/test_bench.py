@@ -151,3 +151,15 @@ def test_a_run_of_some_sections_keeps_the_others(tmp_path):
     assert "recipes on now" in bench.render(report)
     # a full run replaces everything
     assert bench.merged(previous, partial, list(bench.SECTIONS)) is partial
+
+
+def test_a_run_of_some_weeks_replaces_only_their_rows(tmp_path):
+    bench = _bench_module()
+    machine = {"date": "then", "cpu": "c", "cores": 2, "gpu": None, "python": "3", "torch": "2"}
+    row = lambda week, s: {"week": week, "lab": f"week0{week}", "smoke_s": s}  # noqa: E731
+    previous = tmp_path / "benchmarks.json"
+    previous.write_text(json.dumps({"machine": machine, "notebooks": [row(1, 5.0), row(3, 9.0)]}))
+    partial = {"machine": {**machine, "date": "now"}, "notebooks": [row(3, 7.0)]}
+    report = bench.merged(previous, partial, ["notebooks"])
+    assert report["notebooks"] == [row(1, 5.0), row(3, 7.0)]
+    assert report["measured_alone"] == {"notebooks": "now (weeks 3)"}
