@@ -219,7 +219,8 @@ def build_checkpoints(folder: Path, profile: str) -> None:
     lab = lab_id(folder)
     for checkpoint in manifest().checkpoints.values():
         if lab in checkpoint.labs and profile in checkpoint.profiles:
-            recipes.ensure(checkpoint.recipe, profile, quiet=True)
+            device = "cuda" if profile == "gpu" else "cpu"  # as recipes.load trains them
+            recipes.ensure(checkpoint.recipe, profile, device=device, quiet=True)
 
 
 def bench_notebooks(weeks: dict[int, Path]) -> list[dict]:
