@@ -1102,8 +1102,10 @@ def render_security1(result: dict) -> list[str]:
             for r in result["compare"]
         ],
     )
+    return out
 
 
+# --------------------------------------------------------------------------- #
 # Security lab 2: its self-check and notebook, extraction against the
 # Adversarial Robustness Toolbox (Copycat CNN, Knockoff Nets) at the same
 # budget, and the pickle scanner against picklescan and fickling.

@@ -163,3 +163,14 @@ def test_a_run_of_some_weeks_replaces_only_their_rows(tmp_path):
     report = bench.merged(previous, partial, ["notebooks"])
     assert report["notebooks"] == [row(1, 5.0), row(3, 7.0)]
     assert report["measured_alone"] == {"notebooks": "now (weeks 3)"}
+
+
+def test_the_committed_report_renders_every_section():
+    """docs/benchmarks.md is rendered from docs/benchmarks.json: every section
+    it holds must render (a section renderer that returns nothing fails here)."""
+    from .conftest import ROOT
+
+    bench = _bench_module()
+    report = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
+    text = bench.render(report)
+    assert text.count("\n## ") >= len([s for s in bench.SECTIONS if s in report]) - 1
