@@ -210,20 +210,9 @@ class busy_neighbour:
         self.proc.wait()
 
 
-def build_checkpoints(folder: Path, profile: str) -> None:
-    """The checkpoints the lab loads at ``profile``, built before the clock starts."""
-    from mlsafety import recipes
-    from mlsafety.assets import manifest
-    from mlsafety.grading import lab_id
-
-    lab = lab_id(folder)
-    for checkpoint in manifest().checkpoints.values():
-        if lab in checkpoint.labs and profile in checkpoint.profiles:
-            device = "cuda" if profile == "gpu" else "cpu"  # as recipes.load trains them
-            recipes.ensure(checkpoint.recipe, profile, device=device, quiet=True)
-
-
 def bench_notebooks(weeks: dict[int, Path]) -> list[dict]:
+    from mlsafety.grading import prepare
+
     rows = []
     for number, folder in weeks.items():
         row = {"week": number, "lab": folder.name}
@@ -231,7 +220,7 @@ def bench_notebooks(weeks: dict[int, Path]) -> list[dict]:
         if gpu_name() and profile_data_present("gpu", number):
             profiles.append("gpu")
         for profile in profiles:
-            build_checkpoints(folder, profile)
+            prepare(folder, profile, quiet=True)  # not built on the clock
         for profile in ("smoke", "cpu", "gpu"):
             # None: the profile's real data (or, for gpu, a GPU) is not on this machine
             row[f"{profile}_s"] = (

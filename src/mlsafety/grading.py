@@ -799,16 +799,20 @@ def spec_args(
     return args + list(extra or [])
 
 
-def prepare(week: str | int | Path) -> None:
-    """Build the smoke checkpoints of the week (the assets manifest lists each
-    checkpoint's weeks) before the specs start, so no timed spec trains one."""
+def prepare(week: str | int | Path, profile: str = "smoke", quiet: bool = False) -> None:
+    """Build the checkpoints of the week at ``profile`` (the assets manifest
+    lists each checkpoint's weeks) before the specs, or a timed notebook, start,
+    so that nothing timed trains one. gpu checkpoints train on the GPU, as
+    `make assets` builds them."""
     from mlsafety import recipes
     from mlsafety.assets import manifest
+    from mlsafety.hardware import pick_device
 
     lab = lab_id(find_week(week))
+    device = pick_device() if profile == "gpu" else "cpu"
     for checkpoint in manifest().checkpoints.values():
-        if lab in checkpoint.labs and "smoke" in checkpoint.profiles:
-            recipes.ensure(checkpoint.recipe, "smoke")
+        if lab in checkpoint.labs and profile in checkpoint.profiles:
+            recipes.ensure(checkpoint.recipe, profile, device=device, quiet=quiet)
 
 
 @contextmanager
