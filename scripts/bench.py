@@ -210,7 +210,7 @@ class busy_neighbour:
         self.proc.wait()
 
 
-def bench_notebooks(weeks: dict[int, Path]) -> list[dict]:
+def bench_notebooks(weeks: dict[int | str, Path]) -> list[dict]:
     from mlsafety.grading import prepare
 
     rows = []
@@ -1837,7 +1837,7 @@ def bench_containers() -> dict:
     """The timings the container test wrote (it needs root and Docker, so the
     bench reports them rather than re-running it)."""
     found = {}
-    for name in ("devcontainer", "hub"):
+    for name in ("devcontainer", "hub", "arm64"):
         path = ROOT / "artifacts" / f"{name}-timings.json"
         if path.exists():
             found[name] = json.loads(path.read_text())
@@ -1885,6 +1885,33 @@ def render_containers(c: dict) -> list[str]:
                 ]
             )
         out += _table(["hub", "seconds"], rows)
+    a = c.get("arm64", {})
+    if a:
+        out += [
+            "The CPU image for linux/arm64, built and run under QEMU on this amd64 machine "
+            "(no assets baked; an Apple Silicon Mac or an ARM machine runs it natively, "
+            "several times faster):",
+            "",
+        ]
+        out += _table(
+            ["arm64 CPU image under QEMU", "seconds"],
+            [
+                [
+                    f"`docker build --platform linux/arm64` ({a.get('build_steps_cached', '?')} "
+                    f"of {a.get('build_steps', '?')} steps from the layer cache)",
+                    a.get("build_s", "-"),
+                ],
+                [
+                    "python: import torch, a ResNet-18 forward and backward",
+                    a.get("torch_resnet18_step_s", "-"),
+                ],
+                ["`make test-week2 IMPL=solution` at smoke", a.get("self_check_week2_s", "-")],
+                [
+                    "`docker run` to JupyterLab answering with the token",
+                    a.get("jupyter_answers_s", "-"),
+                ],
+            ],
+        )
     return out
 
 
@@ -2138,8 +2165,10 @@ def merged(previous: Path, report: dict, sections: list[str]) -> dict:
                 # a run of some weeks (--weeks) replaces those weeks' rows only
                 weeks = {r["week"] for r in rows}
                 kept = [r for r in before if r["week"] not in weeks]
-                rows = sorted(kept + rows, key=lambda r: str(r["week"]).zfill(3))
-                alone[section] = f"{date} (weeks {', '.join(str(w) for w in sorted(weeks))})"
+                order = lambda week: str(week).zfill(3)  # noqa: E731  weeks, then security labs
+                rows = sorted(kept + rows, key=lambda r: order(r["week"]))
+                named = ", ".join(str(w) for w in sorted(weeks, key=order))
+                alone[section] = f"{date} (weeks {named})"
             else:
                 alone[section] = date
             old[section] = rows
@@ -2149,12 +2178,35 @@ def merged(previous: Path, report: dict, sections: list[str]) -> dict:
     return old
 
 
+def notebook_labs() -> dict[int | str, Path]:
+    """Every lab's notebook: the weeks by number, then the security labs by id."""
+    from mlsafety.weeks import all_weeks, security_labs
+
+    labs: dict[int | str, Path] = dict(all_weeks())
+    labs.update({f"security{n}": p for n, p in security_labs().items()})
+    return labs
+
+
+def chosen_labs(text: str) -> dict[int | str, Path]:
+    """``--weeks 3,5,security1`` -> those labs, keyed as notebook_labs() keys them."""
+    from mlsafety.weeks import find_week, lab_id
+
+    chosen: dict[int | str, Path] = {}
+    for spec in (w.strip() for w in text.split(",") if w.strip()):
+        folder = find_week(spec)
+        key = lab_id(folder)
+        chosen[int(key[4:]) if key.startswith("week") else key] = folder
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     from mlsafety.weeks import all_weeks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS))
-    parser.add_argument("--weeks", default=None, help="comma-separated week numbers (all)")
+    parser.add_argument(
+        "--weeks", default=None, help="comma-separated weeks or security labs: 3,5,security1 (all)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument("--students", type=int, default=30, help="clones in the class section")
@@ -2166,14 +2218,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
-    weeks = all_weeks()
+    weeks, labs = all_weeks(), notebook_labs()
     if args.weeks:
-        weeks = {n: weeks[n] for n in (int(w) for w in args.weeks.split(","))}
+        from mlsafety import SetupError
+
+        try:
+            labs = chosen_labs(args.weeks)
+        except SetupError as exc:
+            parser.error(str(exc))
+        weeks = {k: v for k, v in labs.items() if isinstance(k, int)}
     report = {"machine": machine(), "repeats": args.repeats, "goals": GOALS}
     if "weeks" in sections:
         report["weeks"] = bench_weeks(weeks, args.repeats)
     if "notebooks" in sections:
-        report["notebooks"] = bench_notebooks(weeks)
+        report["notebooks"] = bench_notebooks(labs)
     if "compare" in sections:
         report["compare"] = bench_compare(args.repeats)
     if "jupyter" in sections:

@@ -7,6 +7,8 @@
 #   MLSAFETY_BASE_IMAGE=debian:bookworm-slim  use this base instead of debootstrapping one
 #   MLSAFETY_TEST_TORCH_INDEX=<url>           the CPU image's torch index (default: PyPI)
 #   CHROMIUM=<browser>                        the browser of the JupyterLab check (chromium)
+#   MLSAFETY_ARM64=0                          skip the arm64 stage (the CPU image for
+#                                             linux/arm64, built and checked under QEMU)
 #
 # The dev containers are opened with the Dev Containers CLI (npm), pinned here.
 DEVCONTAINER_CLI=0.89.0
@@ -37,8 +39,13 @@ command -v docker >/dev/null || missing="$missing docker.io"
 command -v docker-compose >/dev/null || missing="$missing docker-compose"
 command -v "${CHROMIUM:-chromium}" >/dev/null || missing="$missing chromium"
 command -v npm >/dev/null || missing="$missing npm"
-if [ "$BASE" = mlsafety-base:bookworm ]; then
+if [ "$BASE" = mlsafety-base:bookworm ] || [ "${MLSAFETY_ARM64:-1}" != 0 ]; then
     command -v debootstrap >/dev/null || missing="$missing debootstrap"
+fi
+# the arm64 stage on another processor: QEMU, registered with binfmt_misc
+NATIVE=$(uname -m)
+if [ "${MLSAFETY_ARM64:-1}" != 0 ] && [ "$NATIVE" != aarch64 ]; then
+    command -v qemu-aarch64-static >/dev/null || missing="$missing qemu-user-static binfmt-support"
 fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -79,16 +86,69 @@ if ! docker info >/dev/null 2>&1; then
     done
 fi
 
+# the Debian mirror this machine's apt uses
+mirror=$(sed -n 's/^URIs: *\([^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+mirror=${mirror:-http://deb.debian.org/debian}
 if [ "$BASE" = mlsafety-base:bookworm ] && ! docker image inspect "$BASE" >/dev/null 2>&1; then
-    mirror=$(sed -n 's/^URIs: *\([^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-    mirror=${mirror:-http://deb.debian.org/debian}
     say "building the base image $BASE with debootstrap from $mirror"
     rootfs=$(mktemp -d)
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >artifacts/debootstrap.log 2>&1 \
         || { say "debootstrap failed; see artifacts/debootstrap.log" >&2; rm -rf "$rootfs"; exit 1; }
     tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
     rm -rf "$rootfs"
+fi
+
+# The arm64 stage (tests/container/test_arm64.py) needs a way to run arm64 code:
+# the processor itself, or QEMU registered with binfmt_misc (root, a kernel with
+# binfmt_misc). When there is none it is skipped, and says why.
+ARM64_BASE=mlsafety-base:bookworm-arm64
+arm64_skip=
+if [ "${MLSAFETY_ARM64:-1}" = 0 ]; then
+    arm64_skip="MLSAFETY_ARM64=0 was set"
+elif [ "$NATIVE" != aarch64 ]; then
+    binfmt=/proc/sys/fs/binfmt_misc
+    if [ ! -e "$binfmt/status" ] && [ "$(id -u)" -eq 0 ]; then
+        mount -t binfmt_misc binfmt_misc "$binfmt" 2>/dev/null || true
+    fi
+    if [ ! -e "$binfmt/status" ]; then
+        arm64_skip="binfmt_misc is not available here (no way to run arm64 code under QEMU)"
+    else
+        [ -e "$binfmt/qemu-aarch64" ] || update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+        if [ ! -e "$binfmt/qemu-aarch64" ]; then
+            arm64_skip="QEMU is not registered for arm64 in binfmt_misc (update-binfmts --enable qemu-aarch64)"
+        elif ! grep -q '^flags:.*F' "$binfmt/qemu-aarch64"; then
+            arm64_skip="QEMU's arm64 registration lacks the F flag, so containers cannot use it"
+        fi
+    fi
+fi
+if [ -z "$arm64_skip" ] && ! docker image inspect "$ARM64_BASE" >/dev/null 2>&1; then
+    say "building the arm64 base image $ARM64_BASE with debootstrap --arch=arm64"
+    context=$(mktemp -d)
+    mkdir "$context/rootfs"
+    if debootstrap --arch=arm64 --variant=minbase bookworm "$context/rootfs" "$mirror" \
+        >artifacts/debootstrap-arm64.log 2>&1; then
+        # `docker import` labels the image with the engine's own platform; a
+        # build from scratch labels it arm64
+        tar -C "$context/rootfs" -cf "$context/rootfs.tar" .
+        printf 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n' >"$context/Dockerfile"
+        docker build -q --platform linux/arm64 -t "$ARM64_BASE" -f "$context/Dockerfile" \
+            "$context" >/dev/null 2>&1 \
+            || arm64_skip="the engine cannot build linux/arm64 images (docker build --platform)"
+    else
+        arm64_skip="debootstrap --arch=arm64 failed; see artifacts/debootstrap-arm64.log"
+    fi
+    rm -rf "$context"
+fi
+if [ -z "$arm64_skip" ]; then
+    ran=$(docker run --rm --platform linux/arm64 "$ARM64_BASE" uname -m 2>&1 || true)
+    [ "$ran" = aarch64 ] || arm64_skip="the arm64 base does not run here (uname -m said: $ran)"
+fi
+if [ -n "$arm64_skip" ]; then
+    say "the arm64 stage is skipped: $arm64_skip"
+    export MLSAFETY_ARM64_SKIP="$arm64_skip"
+else
+    export MLSAFETY_ARM64_BASE="$ARM64_BASE"
 fi
 
 # Room for the builds: the layers of images replaced by earlier runs go first;

@@ -165,6 +165,42 @@ def test_a_run_of_some_weeks_replaces_only_their_rows(tmp_path):
     assert report["measured_alone"] == {"notebooks": "now (weeks 3)"}
 
 
+def test_a_run_of_some_labs_takes_security_labs_and_keeps_the_order(tmp_path):
+    bench = _bench_module()
+    chosen = bench.chosen_labs("security2, 3,week05")
+    assert list(chosen) == ["security2", 3, 5]
+    assert chosen["security2"].name.startswith("security2_")
+    assert list(bench.notebook_labs())[-3:] == ["security1", "security2", "security3"]
+    machine = {"date": "then", "cpu": "c", "cores": 2, "gpu": None, "python": "3", "torch": "2"}
+    row = lambda week, s: {"week": week, "lab": str(week), "smoke_s": s}  # noqa: E731
+    previous = tmp_path / "benchmarks.json"
+    previous.write_text(json.dumps({"machine": machine, "notebooks": [row(1, 5.0), row(8, 9.0)]}))
+    partial = {"machine": {**machine, "date": "now"}, "notebooks": [row("security1", 7.0)]}
+    partial["notebooks"].append(row(3, 4.0))
+    report = bench.merged(previous, partial, ["notebooks"])
+    assert [r["week"] for r in report["notebooks"]] == [1, 3, 8, "security1"]
+    assert report["measured_alone"] == {"notebooks": "now (weeks 3, security1)"}
+    assert "| security1 | security1 | 7.0 |" in bench.render({**report, "repeats": 1})
+
+
+def test_a_wrong_lab_name_is_one_line(tmp_path):
+    result = run(
+        [str(BIN / "python"), "scripts/bench.py", "--sections", "notebooks", "--weeks", "sec9"]
+    )
+    assert result.returncode == 2
+    assert "no lab 'sec9'; valid weeks: 1 (week01_dl_review)" in result.stderr
+
+
+def test_the_arm64_timings_render():
+    bench = _bench_module()
+    machine = {"date": "then", "cpu": "c", "cores": 2, "gpu": None, "python": "3", "torch": "2"}
+    arm64 = {"build_s": 1500.2, "build_steps": 24, "build_steps_cached": 0}
+    arm64.update(torch_resnet18_step_s=40.1, self_check_week2_s=70.3, jupyter_answers_s=50.0)
+    text = bench.render({"machine": machine, "repeats": 1, "containers": {"arm64": arm64}})
+    assert "(0 of 24 steps from the layer cache) | 1500.2 |" in text
+    assert "| `make test-week2 IMPL=solution` at smoke | 70.3 |" in text
+
+
 def test_the_committed_report_renders_every_section():
     """docs/benchmarks.md is rendered from docs/benchmarks.json: every section
     it holds must render (a section renderer that returns nothing fails here)."""

@@ -232,11 +232,9 @@ def processor_architecture(cpuinfo: str | None = None) -> str | None:
     QEMU or Rosetta sees another architecture in ``platform.machine()`` but the
     real processor here. None when it cannot tell (not Linux, another format)."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return None
+        from mlsafety.hardware import cpuinfo as read
+
+        cpuinfo = read()
     if re.search(r"^vendor_id\s*:", cpuinfo, re.MULTILINE):
         return "amd64"
     if re.search(r"^CPU implementer\s*:", cpuinfo, re.MULTILINE):

@@ -172,16 +172,21 @@ def _chosen() -> tuple:
     return device, pick_profile(device=device)
 
 
+def cpuinfo() -> str:
+    """The kernel's /proc/cpuinfo ("" where there is none: macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_model() -> str:
     """The processor's model name (/proc/cpuinfo), else what platform knows."""
     import platform
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import json5
 import pytest
 
-from .conftest import ARTIFACTS, BASE_IMAGE, ROOT, sh
+from .conftest import ARTIFACTS, BASE_IMAGE, ROOT, record_timings, sh
 
 pytestmark = pytest.mark.timeout(2700)
 
@@ -38,7 +38,6 @@ LABEL = "mlsafety.test=devcontainer"
 CONFIG = ROOT / ".devcontainer" / "devcontainer.json"
 GPU_CONFIG = ROOT / ".devcontainer" / "gpu" / "devcontainer.json"
 BUILD_ARGS = {"BASE_IMAGE": BASE_IMAGE, "TORCH_INDEX": "", "ASSET_PROFILES": "smoke"}
-TIMINGS = ARTIFACTS / "devcontainer-timings.json"
 
 
 def cli() -> str:
@@ -193,9 +192,7 @@ def opened(clone, cpu_image):
 
 
 def record(**timings: float) -> None:
-    known = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    known.update({k: round(v, 1) for k, v in timings.items()})
-    TIMINGS.write_text(json.dumps(known, indent=2) + "\n")
+    record_timings("devcontainer", **timings)
 
 
 def test_up_runs_as_the_student_and_post_create_succeeded(opened):
@@ -259,7 +256,9 @@ def test_make_test_week3_grades_the_opened_workspace(opened):
         os.chown(stub, HOST_UID, HOST_UID)
     record(
         open_to_passing_week3_s=opened.seconds
-        + json.loads(TIMINGS.read_text())["first_make_test_week3_s"]
+        + json.loads((ARTIFACTS / "devcontainer-timings.json").read_text())[
+            "first_make_test_week3_s"
+        ]
     )
 
 

@@ -17,7 +17,7 @@ import uuid
 import pytest
 import requests
 
-from .conftest import ARTIFACTS, BASE_IMAGE, ROOT, compose_v2, free_port, sh
+from .conftest import BASE_IMAGE, ROOT, compose_v2, free_port, record_timings, sh
 
 pytestmark = pytest.mark.timeout(2700)
 
@@ -25,13 +25,10 @@ HUB_SCRIPT = ROOT / "deploy" / "jupyterhub" / "hub.sh"
 ADMIN = "facilitator"
 PASSWORD = "tr0ub4dor-class"
 STUDENTS = ("alice", "bob")
-TIMINGS = ARTIFACTS / "hub-timings.json"
 
 
 def record(**timings: float) -> None:
-    known = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    known.update({k: round(v, 1) for k, v in timings.items()})
-    TIMINGS.write_text(json.dumps(known, indent=2) + "\n")
+    record_timings("hub", **timings)
 
 
 class Hub:
