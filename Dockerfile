@@ -55,4 +55,6 @@ WORKDIR /home/student/work
 EXPOSE 8888
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api' % os.environ.get('JUPYTER_PORT', '8888'), timeout=4)"]
-ENTRYPOINT ["/usr/bin/tini", "-s", "--", "/opt/mlsafety/repo/docker/entrypoint.sh"]
+# tini is PID 1 (compose adds no init of its own); no -s: a subreaper is needless
+# as PID 1, and QEMU's user-mode emulation cannot make one (tini -s stops there)
+ENTRYPOINT ["/usr/bin/tini", "--", "/opt/mlsafety/repo/docker/entrypoint.sh"]

@@ -42,11 +42,7 @@ command -v npm >/dev/null || missing="$missing npm"
 if [ "$BASE" = mlsafety-base:bookworm ] || [ "${MLSAFETY_ARM64:-1}" != 0 ]; then
     command -v debootstrap >/dev/null || missing="$missing debootstrap"
 fi
-# the arm64 stage on another processor: QEMU, registered with binfmt_misc
 NATIVE=$(uname -m)
-if [ "${MLSAFETY_ARM64:-1}" != 0 ] && [ "$NATIVE" != aarch64 ]; then
-    command -v qemu-aarch64-static >/dev/null || missing="$missing qemu-user-static binfmt-support"
-fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         say "needs$missing; install them (sudo apt-get install$missing) or run as root" >&2
@@ -107,11 +103,33 @@ arm64_skip=
 if [ "${MLSAFETY_ARM64:-1}" = 0 ]; then
     arm64_skip="MLSAFETY_ARM64=0 was set"
 elif [ "$NATIVE" != aarch64 ]; then
+    # QEMU 8 or newer: torch's aarch64 build crashes on import under bookworm's 7.2;
+    # on bookworm it comes from bookworm-backports
+    qemu_major() { qemu-aarch64-static --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -n1; }
+    version=$(qemu_major || true)
+    if [ -z "$version" ] || [ "$version" -lt 8 ]; then
+        if [ "$(id -u)" -eq 0 ]; then
+            suite=
+            if grep -q '^VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
+                suite=bookworm-backports
+                echo "deb $mirror bookworm-backports main" >/etc/apt/sources.list.d/mlsafety-backports.list
+            fi
+            say "installing QEMU for the arm64 stage${suite:+ from $suite}"
+            apt-get update -q >/dev/null 2>&1 || true
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${suite:+-t "$suite"} \
+                qemu-user-static binfmt-support >/dev/null 2>&1 || true
+            # the registration holds the interpreter it opened: register the new one
+            update-binfmts --disable qemu-aarch64 >/dev/null 2>&1 || true
+        fi
+    fi
+    version=$(qemu_major || true)
     binfmt=/proc/sys/fs/binfmt_misc
     if [ ! -e "$binfmt/status" ] && [ "$(id -u)" -eq 0 ]; then
         mount -t binfmt_misc binfmt_misc "$binfmt" 2>/dev/null || true
     fi
-    if [ ! -e "$binfmt/status" ]; then
+    if [ -z "$version" ] || [ "$version" -lt 8 ]; then
+        arm64_skip="QEMU ${version:-for arm64} is missing or too old for torch's aarch64 build (needs 8 or newer: qemu-user-static, from bookworm-backports on Debian 12)"
+    elif [ ! -e "$binfmt/status" ]; then
         arm64_skip="binfmt_misc is not available here (no way to run arm64 code under QEMU)"
     else
         [ -e "$binfmt/qemu-aarch64" ] || update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true

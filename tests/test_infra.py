@@ -66,7 +66,8 @@ def test_dockerfile_contract(dockerfile):
         assert step in text, f"{dockerfile} should run the shared step `{step}`"
     assert "USER 1000:1000" in text
     assert "HEALTHCHECK" in text and "/api" in text
-    assert re.search(r'ENTRYPOINT \["/usr/bin/tini", "-s", "--", ', text), "an init process"
+    # an init process as PID 1; without -s, which QEMU's user-mode emulation cannot serve
+    assert re.search(r'ENTRYPOINT \["/usr/bin/tini", "--", ', text), "an init process"
 
 
 def test_the_two_dockerfiles_differ_only_in_flavour():
@@ -106,7 +107,7 @@ def test_compose_file_valid_for_compose_v2():
     both = compose_config("--profile", "gpu")["services"]
     assert set(both) == {"lab", "lab-gpu"}
     for name, service in both.items():
-        assert service["init"] is True, name
+        assert "init" not in service, f"{name}: the image's tini is PID 1, no second init"
         (port,) = service["ports"]
         assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8888", 8888)
         (volume,) = service["volumes"]
