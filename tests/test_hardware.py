@@ -86,7 +86,7 @@ def test_doctor_reports_the_architecture_and_warns_under_emulation(
 
     monkeypatch.setattr(doctor.platform, "machine", lambda: machine)
     report = doctor.Report()
-    doctor._check_architecture(report, cpuinfo)
+    doctor._check_architecture(report, cpuinfo, emulated="")
     line = dict(report.lines)["architecture"]
     userland = doctor.ARCHITECTURES[machine]
     processor = doctor.processor_architecture(cpuinfo)
@@ -96,6 +96,36 @@ def test_doctor_reports_the_architecture_and_warns_under_emulation(
     if emulated:
         assert len(warned) == 1 and "\n" not in warned[0]
         assert f"{userland} code running under emulation on an {processor} processor" in warned[0]
+
+
+QEMU_CPUINFO = (
+    "processor\t: 0\nmodel name\t: ARMv8 Processor rev 0 (v8l)\nCPU implementer\t: 0x00\n"
+)
+
+
+def test_doctor_sees_qemu_although_it_shows_an_arm64_cpuinfo(tmp_path, monkeypatch):
+    """QEMU 8 and newer give the code they run an arm64 /proc/cpuinfo; the
+    container's init (PID 1) is still QEMU's executable."""
+    import os
+
+    from mlsafety import doctor
+
+    for pid, exe in (("1", "/usr/bin/qemu-aarch64"), (str(os.getppid()), "/usr/bin/tini")):
+        (tmp_path / pid).mkdir(exist_ok=True)
+        (tmp_path / pid / "exe").symlink_to(exe)
+    assert doctor.emulator(str(tmp_path)) == "QEMU"
+    (tmp_path / "1" / "exe").unlink()
+    (tmp_path / "1" / "exe").symlink_to("/usr/bin/tini")
+    assert doctor.emulator(str(tmp_path)) is None
+    assert doctor.emulator(str(tmp_path / "missing")) is None
+
+    monkeypatch.setattr(doctor.platform, "machine", lambda: "aarch64")
+    report = doctor.Report()
+    doctor._check_architecture(report, QEMU_CPUINFO, emulated="QEMU")
+    assert dict(report.lines)["architecture"] == "arm64 (Python runs as aarch64), under QEMU"
+    (warning,) = report.warnings
+    assert "this is arm64 code running under emulation (QEMU) on another processor" in warning
+    assert "\n" not in warning
 
 
 def test_the_processor_architecture_is_unknown_without_a_cpuinfo_it_can_read():

@@ -242,19 +242,46 @@ def processor_architecture(cpuinfo: str | None = None) -> str | None:
     return None
 
 
-def _check_architecture(report: Report, cpuinfo: str | None = None) -> None:
+def emulator(proc: str = "/proc") -> str | None:
+    """ "QEMU" when this process runs under QEMU's user-mode emulation, else None.
+    QEMU shows the code it runs its own /proc/cpuinfo and /proc/self/exe, but the
+    executable of another process (the container's init, the parent) is QEMU."""
+    for pid in ("1", str(os.getppid())):
+        try:
+            target = os.readlink(f"{proc}/{pid}/exe")
+        except OSError:
+            continue
+        if os.path.basename(target).startswith("qemu-"):
+            return "QEMU"
+    return None
+
+
+def _check_architecture(
+    report: Report, cpuinfo: str | None = None, emulated: str | None = None
+) -> None:
     machine = platform.machine()
     userland = ARCHITECTURES.get(machine.lower(), machine)
     processor = processor_architecture(cpuinfo)
+    emulated = emulated if emulated is not None else emulator()
     line = f"{userland} (Python runs as {machine})"
-    if processor:
+    if emulated:  # its /proc/cpuinfo is QEMU's, not the processor's
+        line += f", under {emulated}"
+        processor = None
+    elif processor:
         line += f", {processor} processor"
     stamp = os.path.join(os.environ.get("MLSAFETY_HOME", "/opt/mlsafety"), IMAGE_ARCH_FILE)
     if os.environ.get("MLSAFETY_IMAGE") and os.path.isfile(stamp):
         with open(stamp) as f:
             line += f", image built for {f.read().strip()}"
     report.add("architecture", line)
-    if processor and processor != userland:
+    if emulated:
+        report.warnings.append(
+            f"this is {userland} code running under emulation ({emulated}) on another "
+            f"processor: every lab runs several times slower and some torch kernels fail; "
+            f"use the image built for this machine's processor (the published CPU image has "
+            f"amd64 and arm64: `docker compose pull`, or `docker compose build` here)"
+        )
+    elif processor and processor != userland:
         report.warnings.append(
             f"this is {userland} code running under emulation on an {processor} processor: "
             f"every lab runs several times slower and some torch kernels fail; use the "
