@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from .conftest import ARTIFACTS, IMAGE_NAME, ROOT, free_port, record_timings, sh
-from .test_container import http_status, pip_freeze
+from .test_container import http_status, not_as_pinned, pip_freeze
 
 ARM64_BASE = os.environ.get("MLSAFETY_ARM64_BASE", "")
 SKIPPED = os.environ.get("MLSAFETY_ARM64_SKIP") or "run `make test-container` (it sets up QEMU)"
@@ -125,16 +125,8 @@ def test_doctor_says_the_arm64_image_runs_under_emulation(arm64_image):
 
 
 def test_the_arm64_image_has_the_pinned_versions(arm64_image):
-    # pip_freeze runs `python -m pip freeze`: the entrypoint's first line has no "=="
-    installed = {
-        k: v for k, v in pip_freeze(arm64_image).items() if k != "mlsafety"
-    }  # the toolkit itself is installed editable
-    pinned = {}
-    for line in (ROOT / "environments" / "requirements.txt").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.split("==")
-            pinned[name.lower().replace("_", "-")] = version
-    wrong = {k: (v, installed.get(k)) for k, v in pinned.items() if installed.get(k) != v}
+    # pip_freeze keeps lines with "==": not the entrypoint's line about copying the labs
+    wrong = not_as_pinned(pip_freeze(arm64_image))
     assert not wrong, f"pinned vs installed on arm64: {wrong}"
 
 

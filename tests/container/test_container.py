@@ -284,15 +284,21 @@ def pip_freeze(image: str) -> dict[str, str]:
     return pins
 
 
-def test_both_images_have_the_pinned_versions(cpu_image, cuda_image):
-    cpu, cuda = pip_freeze(cpu_image), pip_freeze(cuda_image)
-    assert cpu == cuda, {k: (cpu.get(k), cuda.get(k)) for k in cpu.keys() ^ cuda.keys()}
+def not_as_pinned(installed: dict[str, str]) -> dict[str, tuple[str, str | None]]:
+    """Each pin of environments/requirements.txt that ``installed`` (pip_freeze's
+    names and versions) does not match: name -> (pinned, installed)."""
     pinned = {}
     for line in (ROOT / "environments" / "requirements.txt").read_text().splitlines():
         if "==" in line and not line.startswith("#"):
             name, version = line.split("==")
             pinned[name.lower().replace("_", "-")] = version
-    wrong = {k: (v, cpu.get(k)) for k, v in pinned.items() if cpu.get(k) != v}
+    return {k: (v, installed.get(k)) for k, v in pinned.items() if installed.get(k) != v}
+
+
+def test_both_images_have_the_pinned_versions(cpu_image, cuda_image):
+    cpu, cuda = pip_freeze(cpu_image), pip_freeze(cuda_image)
+    assert cpu == cuda, {k: (cpu.get(k), cuda.get(k)) for k in cpu.keys() ^ cuda.keys()}
+    wrong = not_as_pinned(cpu)
     assert not wrong, f"pinned vs installed: {wrong}"
 
 
