@@ -33,7 +33,7 @@ help: ## Show this help
 	@echo "Variables: IMPL=student|solution|<folder>  FUNCTIONS=f,g  ARGS='<pytest args>'"
 	@echo "           PROFILE=smoke|cpu|gpu  PORT=8888  TORCH_INDEX=<wheel index URL>"
 	@echo "           FROM=<folder> STANDIN=1 (make data: STANDIN for rehearsals)  LOCK=1 (make assets)"
-	@echo "           SECTIONS=weeks,notebooks,compare,jupyter,recipes,encoder,security1,security2,security3,class (make bench)"
+	@echo "           SECTIONS=weeks,notebooks,compare,jupyter,recipes,headlines,encoder,security1,security2,security3,class,containers,gpu (make bench)"
 	@echo "           IMAGE=<name> BASE_IMAGE=<image> (make image, image-cuda)  JSON=<file> (make progress)"
 	@echo "           FROM=<folder> OUT=<folder> (make class-report)  DEST=<folder> (make release)"
 	@echo "Weeks: $$(ls -d labs/week*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"

@@ -310,3 +310,20 @@ def test_every_make_command_in_a_message_uses_the_makefiles_variables():
                     f"{path.relative_to(ROOT)}: `make {command}` sets {var}, which the Makefile "
                     f"does not read; use one of {', '.join(sorted(declared))}"
                 )
+
+
+def test_every_lab_reading_the_profiles_dataset_is_listed_under_it():
+    """A notebook that loads ``profile.dataset`` reads digits, MNIST or CIFAR-10
+    depending on the profile: each of those must list the lab (`make bench` and
+    the stand-in labels go by these lists)."""
+    from mlsafety.weeks import all_labs, lab_id
+
+    readers = {
+        lab_id(folder)
+        for folder in all_labs().values()
+        if "profile.dataset" in (folder / "lab.ipynb").read_text()
+    }
+    assert {"week01", "week03", "security1", "security2"} <= readers
+    for profile in PROFILES.values():
+        listed = set(manifest().datasets[profile.dataset].labs)
+        assert readers <= listed, (profile.name, profile.dataset, sorted(readers - listed))

@@ -175,8 +175,9 @@ def make_demo_payload(path, marker) -> Path:
         marker: the file that unpickling would create.
 
     Returns:
-        ``Path(path)``. Its globals include ``("io", "open")`` (where Python
-        keeps ``open``) next to a state dict's ordinary ones.
+        ``Path(path)``. Its globals include where Python keeps ``open``
+        (``(open.__module__, "open")``: ``("io", "open")`` up to Python 3.11,
+        ``("_io", "open")`` from 3.12) next to a state dict's ordinary ones.
     """
     raise NotImplementedError(
         "TODO: implement make_demo_payload as the docstring describes, then run `make test-security2`"

@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -214,7 +215,7 @@ def test_pickle_globals_never_runs_the_payload(supply_chain, tmp_path, no_unpick
     marker = tmp_path / "MARKER"
     torch_save_payload(path, marker)
     found = supply_chain.pickle_globals(path)
-    assert ("io", "open") in found, f"pickle_globals: missed io.open in the payload: {names(found)}"
+    assert OPEN in found, f"pickle_globals: missed {names([OPEN])} in the payload: {names(found)}"
     assert not marker.exists(), "pickle_globals: running the payload created the marker file"
 
 
@@ -241,6 +242,11 @@ def test_pickle_globals_rejects_a_file_that_is_not_a_pickle(supply_chain, tmp_pa
     path.write_bytes(b"this is not a pickle at all\n")
     with pytest.raises(ValueError):
         supply_chain.pickle_globals(path)
+
+
+# where Python keeps open, as a pickle names it: ("io", "open") up to Python 3.11,
+# ("_io", "open") from 3.12
+OPEN = (open.__module__, "open")
 
 
 def torch_save_payload(path, marker):
@@ -310,8 +316,9 @@ def test_scan_checkpoint_flags_the_payload_without_running_it(
     path, marker = tmp_path / "payload.pt", tmp_path / "MARKER"
     torch_save_payload(path, marker)
     scan = supply_chain.scan_checkpoint(path)
-    assert not scan.safe and scan.offending == [("io", "open")], (
-        f"scan_checkpoint: the payload calls io.open; got safe={scan.safe}, offending={scan.offending}"
+    assert not scan.safe and scan.offending == [OPEN], (
+        f"scan_checkpoint: the payload calls {names([OPEN])}; got safe={scan.safe}, "
+        f"offending={scan.offending}"
     )
     assert not marker.exists(), "scan_checkpoint: running the payload created the marker file"
 
@@ -415,7 +422,7 @@ def test_load_verified_refuses_a_malicious_file_whose_hash_matches(
 ):
     path, marker = tmp_path / "payload.pt", tmp_path / "MARKER"
     torch_save_payload(path, marker)
-    with pytest.raises(supply_chain.UnsafeCheckpoint, match="io.open"):
+    with pytest.raises(supply_chain.UnsafeCheckpoint, match=re.escape(".".join(OPEN))):
         supply_chain.load_verified(path, sha256(path))
     assert not load_spy.calls, "load_verified: called torch.load on a file the scanner flags"
     assert not marker.exists(), "load_verified: the payload ran"
@@ -510,8 +517,8 @@ def test_make_demo_payload_writes_a_checkpoint_that_imports_open(
     import pickletools
 
     ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
-    assert ("GLOBAL", "io open") in ops, (
-        "make_demo_payload: its pickle should import open (GLOBAL 'io open'), found "
+    assert ("GLOBAL", " ".join(OPEN)) in ops, (
+        f"make_demo_payload: its pickle should import open (GLOBAL '{' '.join(OPEN)}'), found "
         f"{[a for n, a in ops if n == 'GLOBAL']}"
     )
     assert ("BINUNICODE", str(marker)) in ops and ("BINUNICODE", "a") in ops, (

@@ -48,7 +48,7 @@ class Dataset:
     homepage: str
     folder: str  # under the data root, where torchvision's class looks
     profiles: tuple[str, ...]
-    weeks: tuple[int, ...]
+    weeks: tuple[int | str, ...]  # course weeks by number, other labs by id ("security1")
     layout: str | None = None  # how the files are unpacked; None for generated data
     generated: str | None = None  # how offline data is made instead of fetched
     hash_source: str | None = None
@@ -57,6 +57,11 @@ class Dataset:
     @property
     def fetch_command(self) -> str:
         return f"make data PROFILE={self.profiles[0]}"
+
+    @property
+    def labs(self) -> tuple[str, ...]:
+        """The lab ids that read this dataset: ``week03``, ``security1``."""
+        return _lab_ids(self.weeks)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,11 @@ class Checkpoint:
     @property
     def labs(self) -> tuple[str, ...]:
         """The lab ids that use this checkpoint: ``week03``, ``security1``."""
-        return tuple(f"week{w:02d}" if isinstance(w, int) else w for w in self.weeks)
+        return _lab_ids(self.weeks)
+
+
+def _lab_ids(weeks: tuple[int | str, ...]) -> tuple[str, ...]:
+    return tuple(f"week{w:02d}" if isinstance(w, int) else w for w in weeks)
 
 
 @dataclass(frozen=True)
