@@ -301,6 +301,8 @@ def bench_gpu(labs: dict[int | str, Path], time_limit: float | None = None) -> d
                 row["gpu_s"] = round(run_notebook(folder / "lab.ipynb", "gpu"), 1)
                 if standins_read("gpu", number):
                     row["gpu_standin"] = standins_read("gpu", number)
+            except SetupError as exc:  # a checkpoint's source is not on this machine
+                row["not_measured"] = str(exc).splitlines()[0]
             except Exception as exc:  # noqa: BLE001  a failure is a result here
                 row["failed"] = _last_line(exc)
                 print(f"gpu notebook {number} failed:\n{_plain(str(exc))}", flush=True)
