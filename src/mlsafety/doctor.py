@@ -274,19 +274,16 @@ def _check_architecture(
         with open(stamp) as f:
             line += f", image built for {f.read().strip()}"
     report.add("architecture", line)
-    if emulated:
-        report.warnings.append(
-            f"this is {userland} code running under emulation ({emulated}) on another "
-            f"processor: every lab runs several times slower and some torch kernels fail; "
-            f"use the image built for this machine's processor (the published CPU image has "
-            f"amd64 and arm64: `docker compose pull`, or `docker compose build` here)"
+    if emulated or (processor and processor != userland):
+        # QEMU hides the processor; otherwise /proc/cpuinfo names it
+        where = f"({emulated}) on another processor" if emulated else f"on an {processor} processor"
+        build = (
+            "the image built for this machine's processor" if emulated else f"the {processor} build"
         )
-    elif processor and processor != userland:
         report.warnings.append(
-            f"this is {userland} code running under emulation on an {processor} processor: "
-            f"every lab runs several times slower and some torch kernels fail; use the "
-            f"{processor} build (the published CPU image has both: `docker compose pull`, or "
-            f"`docker compose build` on this machine)"
+            f"this is {userland} code running under emulation {where}: every lab runs several "
+            f"times slower and some torch kernels fail; use {build} (the published CPU image has "
+            f"amd64 and arm64: `docker compose pull`, or `docker compose build` on this machine)"
         )
 
 
