@@ -17,8 +17,8 @@ Writes docs/benchmarks.md (tables) and docs/benchmarks.json:
 - JupyterLab from process start to answering its API, next to a bare
   jupyter-server (goal: 5 s);
 - the checkpoint recipes' build time per profile (goal: 15 minutes at cpu);
-- security lab 1 (privacy): its self-check against the floor, its notebook at
-  smoke and cpu, and its functions against Opacus (DP-SGD step, per-sample
+- security lab 1 (privacy): its self-check against the floor, and its
+  functions against Opacus (DP-SGD step, per-sample
   gradients, accountant), scikit-learn (TPR at low FPR) and the Adversarial
   Robustness Toolbox (membership inference), side by side.
 - security lab 3 (LLM security): the reference's GCG against nanoGCG on the same
@@ -1159,24 +1159,12 @@ def compare_membership_attacks() -> dict:
 
 
 def bench_security1(repeats: int) -> dict:
-    """Security lab 1: the self-check against the floor, the notebook at smoke (and
-    at cpu where MNIST is present), and the comparisons."""
-    from mlsafety.assets import dataset, dataset_state
-    from mlsafety.hardware import PROFILES
+    """Security lab 1: the self-check against the floor and the comparisons (its
+    notebook is timed with the others, in the notebooks and gpu sections)."""
     from mlsafety.weeks import find_week
 
     folder = find_week("security1")
     out = {"self_check": bench_weeks({"security1": folder}, repeats)}
-    notebook = {"week": "S1", "lab": folder.name}
-    for profile in ("smoke", "cpu", "gpu"):
-        name = PROFILES[profile].dataset
-        present = name == "digits" or dataset_state(dataset(name)) == "verified"
-        wanted = profile != "gpu" or gpu_name() is not None
-        notebook[f"{profile}_s"] = (
-            round(run_notebook(folder / "lab.ipynb", profile), 1) if present and wanted else None
-        )
-    out["notebook"] = notebook
-    print(f"security1 notebook: {notebook}", flush=True)
     rows = [
         compare_dp_sgd_step(repeats),
         compare_per_sample_gradients(repeats),
@@ -1202,22 +1190,7 @@ def render_security1(result: dict) -> list[str]:
             for r in result["self_check"]
         ],
     )
-    nb = result["notebook"]
-    out += _table(
-        ["notebook", "smoke (s)", "cpu (s)", "gpu (s)", "goal met"],
-        [
-            [nb["lab"], nb["smoke_s"]]
-            + [nb.get(f"{p}_s") or "not measured" for p in ("cpu", "gpu")]
-            + [
-                _mark(
-                    all(
-                        (nb.get(f"{p}_s") or 0) <= GOALS[f"notebook_{p}_s"]
-                        for p in ("smoke", "cpu", "gpu")
-                    )
-                )
-            ]
-        ],
-    )
+    out += ["Its notebook's times are the notebooks table's row security1.", ""]
     out += _table(
         ["comparison", "setting", "ours (ex/s)", "theirs (ex/s)", "speed ratio", "results"],
         [
